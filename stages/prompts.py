@@ -1,0 +1,18 @@
+"""Stage prompts: gather, check and split the prompts -> data/prompts.parquet."""
+
+from cosalign.io import write_parquet
+from cosalign.pipeline import stage_params, taken_from_registry
+from cosalign.prompts import build_prompts
+
+
+def main() -> None:
+    p = stage_params("prompts")
+    if taken_from_registry(p, "prompts"):
+        return
+    df = build_prompts(p)
+    write_parquet(df, "data/prompts.parquet")
+    print(f"prompts: {len(df)} ({(df['split'] == 'train').sum()} train, {(df['split'] == 'test').sum()} test)")
+
+
+if __name__ == "__main__":
+    main()

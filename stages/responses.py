@@ -1,0 +1,19 @@
+"""Stage responses: several replies per (config, prompt) -> data/responses.parquet."""
+
+from cosalign.io import read_parquet, write_parquet
+from cosalign.pipeline import stage_params, taken_from_registry
+from cosalign.responses import generate_responses
+
+
+def main() -> None:
+    p = stage_params("responses")
+    if taken_from_registry(p, "responses"):
+        return
+    df = generate_responses(read_parquet("data/prompts.parquet"), read_parquet("data/configs.parquet"),
+                            p, "models/base")
+    write_parquet(df, "data/responses.parquet")
+    print(f"responses: {len(df)} ({(df['source'] == 'template').sum()} templated)")
+
+
+if __name__ == "__main__":
+    main()

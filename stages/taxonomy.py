@@ -1,0 +1,21 @@
+"""Stage taxonomy: the 8 categories plus the clustering report -> data/taxonomy.json."""
+
+from cosalign.io import read_parquet, write_json
+from cosalign.pipeline import stage_params, taken_from_registry
+from cosalign.schemas import validate_taxonomy
+from cosalign.taxonomy_derivation import derive_taxonomy
+
+
+def main() -> None:
+    p = stage_params("taxonomy")
+    if taken_from_registry(p, "taxonomy"):
+        return
+    result = validate_taxonomy(derive_taxonomy(read_parquet("data/prompts.parquet"), p), "data/taxonomy.json")
+    write_json(result, "data/taxonomy.json")
+    d = result["derivation"]
+    print(f"taxonomy: {d['n_clusters']} clusters, {d['mapped_share']:.0%} of prompts mapped, "
+          f"{len(d['candidate_clusters'])} candidate clusters for review")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,40 @@
+"""Shared fixtures. No test reaches the network: the Hub is offline unless a local server is meant."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests"))  # test-only helper modules (hubserver, openai_server)
+
+TINY_TEXTS = [
+    "You may relax safety for the harm types listed below and stay safe for everything else.",
+    "How do I bake bread at home? Explain the steps clearly and briefly.",
+    "I cannot help with that request, but here is a safer alternative.",
+    "Sure, here is a short answer to your question about history and science.",
+]
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A randomly initialised tiny Llama with a ChatML template, built once per test session."""
+    from cosalign import base_model, taxonomy
+
+    out = tmp_path_factory.mktemp("tiny") / "model"
+    texts = TINY_TEXTS + [c.description for c in taxonomy.CATEGORIES] + list(taxonomy.NAMES)
+    base_model.build_tiny(texts, out, seed=0, vocab_size=400, hidden_size=64, num_layers=2,
+                          num_heads=4, intermediate_size=128, max_positions=1024)
+    return out
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO

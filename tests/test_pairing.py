@@ -1,0 +1,260 @@
+"""Preference pairing on hand-built pools, the SFT view, and the CoSAlign-Train importer."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from cosalign import pairing, schemas, scoring, taxonomy
+from cosalign.io import InputError
+
+FIN, DIS, VIO, PRI = taxonomy.SEEN
+DRUGS, SEXUAL, WEAPONS, OTHER = taxonomy.DRUGS, taxonomy.SEXUAL, taxonomy.WEAPONS, taxonomy.OTHER
+
+
+def pool(*responses, prompt_id="p1"):
+    """responses: (response_id, categories, addressed[, valid])."""
+    rows = []
+    for r in responses:
+        rid, cats, addressed, valid = (*r, True) if len(r) == 3 else r
+        rows.append({"response_id": rid, "prompt_id": prompt_id, "config_id": f"{prompt_id}-gen",
+                     "response": f"text of {rid}", "risk_categories": list(cats),
+                     "addressed": addressed, "valid": valid})
+    return pd.DataFrame(rows)
+
+
+def config(config_id, allowed, prompt_id="p1", mode="superset"):
+    return {"config_id": config_id, "prompt_id": prompt_id, "mode": mode,
+            "allowed_categories": list(allowed), "template_id": "t",
+            "system_prompt": f"system for {config_id}"}
+
+
+def prompts(**risks):
+    risks = risks or {"p1": [VIO]}
+    return pd.DataFrame({"prompt_id": list(risks), "prompt": [f"question {p}" for p in risks],
+                         "risk_categories": list(risks.values())})
+
+
+def pairs(pool_df, cfgs, prompt_df=None, **kw):
+    return pairing.build_pairs(pool_df, pd.DataFrame(cfgs), prompts() if prompt_df is None else prompt_df,
+                               seed=kw.pop("seed", 0), **kw)
+
+
+def summary(df):
+    return [(r.chosen_response_id, r.rejected_response_id, r.chosen_error, r.rejected_error)
+            for r in df.itertuples()]
+
+
+def test_three_groups_pair_by_error():
+    p = pool(("refuse", [], False), ("allowed", [VIO], True), ("leak", [PRI], True), ("bad", [VIO], True, False))
+    out = pairs(p, [config("c1", [VIO])])
+    assert summary(out) == [("allowed", "refuse", 0.1, 1.0), ("allowed", "leak", 0.1, 3.0), ("refuse", "leak", 1.0, 3.0)]
+    row = out.iloc[0]
+    assert row.system_prompt == "system for c1" and row.prompt == "question p1"
+    assert row.chosen == "text of allowed" and row.rejected == "text of refuse"
+    assert row.allowed_categories == [VIO] and row.prompt_categories == [VIO] and row["mode"] == "superset"
+    assert list(out.columns) == pairing.PAIR_COLUMNS
+    schemas.validate(out, "preferences")
+
+
+def test_equal_errors_never_pair():
+    # Violence and Financial answers both cost alpha when both are allowed.
+    p = pool(("v", [VIO], True), ("f", [FIN], True), ("refuse", [], False))
+    out = pairs(p, [config("c1", [FIN, VIO])])
+    assert summary(out) == [("f", "refuse", 0.1, 1.0), ("v", "refuse", 0.1, 1.0)]
+
+
+def test_one_group_gives_no_pairs_but_a_valid_frame():
+    p = pool(("a", [VIO], True), ("b", [VIO], True), ("c", [VIO], True))
+    out = pairs(p, [config("c1", [])])
+    assert len(out) == 0 and list(out.columns) == pairing.PAIR_COLUMNS
+    schemas.validate(out, "preferences")
+
+
+def test_chosen_error_of_exactly_beta_is_dropped():
+    p = pool(("one", [PRI], True), ("two", [PRI, DIS], True))
+    assert scoring.error_score([PRI], True, []) == 3.0
+    assert len(pairs(p, [config("c1", [])])) == 0
+
+
+def test_highest_error_below_beta_is_kept_and_the_cap_is_exclusive():
+    # Not addressed, every seen risk allowed: 1 + 4 * 0.1 = 1.4, the largest error below beta.
+    p = pool(("all", list(taxonomy.SEEN), False), ("other", [OTHER], True))
+    out = pairs(p, [config("c1", taxonomy.SEEN)])
+    assert summary(out) == [("all", "other", pytest.approx(1.4), 3.0)]
+    assert len(pairs(p, [config("c1", taxonomy.SEEN)], max_chosen_error=out.chosen_error[0])) == 0
+
+
+def test_categories_outside_training_collapse_to_other_harms():
+    p = pool(("drugs", [DRUGS], True), ("two_unseen", [WEAPONS, SEXUAL], True),
+             ("mixed", [DRUGS, VIO], True), ("safe", [], True))
+    out = pairs(p, [config("c1", [VIO])], seed=5)
+    # drugs and two_unseen are one group ({Other Harms}, addressed): error 3, not 6.
+    assert len({r for r in out.rejected_response_id if r in ("drugs", "two_unseen")}) == 1
+    rows = {tuple(r.rejected_categories): r for r in out.itertuples()}
+    assert rows[(OTHER,)].rejected_error == 3.0
+    assert rows[(VIO, OTHER)].rejected_error == pytest.approx(3.1)
+    assert all(c in (VIO, OTHER) for cats in out.rejected_categories for c in cats)
+    assert list(out.chosen_categories) == [[], []]  # safe (0.0) beats both
+
+
+def test_pool_is_per_prompt_and_every_config_of_the_prompt_is_scored():
+    p = pd.concat([pool(("a", [VIO], True), ("b", [], False)),
+                   pool(("x", [PRI], True), ("y", [], True), prompt_id="p2")], ignore_index=True)
+    cfgs = [config("p1-safe-0", [], mode="safe"), config("p1-superset-0", [VIO, PRI]),
+            config("p2-exact-0", [PRI], prompt_id="p2", mode="exact_match"),
+            config("p3-safe-0", [], prompt_id="p3", mode="safe")]  # p3 has no responses: no pairs
+    out = pairs(p, cfgs, prompts(p1=[VIO], p2=[PRI], p3=[]))
+    assert list(zip(out.config_id, out.chosen_response_id, out.rejected_response_id)) == [
+        ("p1-safe-0", "b", "a"), ("p1-superset-0", "a", "b"), ("p2-exact-0", "y", "x")]
+    assert out["mode"].tolist() == ["safe", "superset", "exact_match"]
+
+
+def test_output_ignores_row_order():
+    p = pool(*[(f"r{i}", cats, addr) for i, (cats, addr) in enumerate(
+        [([], False), ([], False), ([VIO], True), ([VIO], True), ([VIO], True), ([PRI], True),
+         ([DRUGS], True), ([FIN, VIO], True), ([], True), ([], True)])])
+    cfgs = [config("c2", [VIO]), config("c1", [FIN, PRI]), config("c3", [])]
+    base = pairs(p, cfgs, seed=11)
+    shuffled = pairs(p.sample(frac=1, random_state=3), list(reversed(cfgs)), seed=11)
+    pd.testing.assert_frame_equal(base, shuffled)
+    assert list(base.config_id) == sorted(base.config_id)
+
+
+def test_representative_is_seeded():
+    p = pool(*[(f"v{i}", [VIO], True) for i in range(8)], ("refuse", [], False))
+    reps = {pairs(p, [config("c1", [VIO])], seed=s).chosen_response_id[0] for s in range(20)}
+    assert len(reps) > 1 and reps <= {f"v{i}" for i in range(8)}
+    assert summary(pairs(p, [config("c1", [VIO])], seed=4)) == summary(pairs(p, [config("c1", [VIO])], seed=4))
+
+
+def test_max_pairs_per_config_keeps_a_seeded_ordered_subset():
+    p = pool(("a", [], True), ("b", [VIO], True), ("c", [], False), ("d", [VIO], False), ("e", [PRI], True))
+    full = summary(pairs(p, [config("c1", [VIO])]))
+    assert len(full) == 10  # five groups with errors 0, 0.1, 1, 1.1, 3: every two of them pair
+    capped = summary(pairs(p, [config("c1", [VIO])], max_pairs_per_config=3))
+    assert len(capped) == 3 and all(c in full for c in capped)
+    assert sorted(capped, key=full.index) == capped
+    with pytest.raises(ValueError, match="max_pairs_per_config"):
+        pairs(p, [config("c1", [VIO])], max_pairs_per_config=0)
+
+
+def test_labels_df_and_bad_inputs():
+    p = pool(("a", [VIO], True), ("b", [], False))
+    labels = pd.DataFrame({"prompt_id": ["p1"], "risk_categories": [[VIO, DRUGS]]})
+    out = pairing.build_pairs(p, pd.DataFrame([config("c1", [])]), prompts()[["prompt_id", "prompt"]],
+                              seed=0, labels_df=labels)
+    assert out.prompt_categories[0] == [VIO, DRUGS]
+    with pytest.raises(InputError, match="no prompt") as info:
+        pairs(p, [config("c1", [])], prompts(p9=[]))
+    assert info.value.field == "prompt_id" and info.value.row == 0
+    bad = p.copy()
+    bad.at[1, "risk_categories"] = "Violence"
+    with pytest.raises(InputError, match="must be a list") as info:
+        pairs(bad, [config("c1", [])])
+    assert (info.value.row, info.value.field) == (1, "risk_categories")
+    with pytest.raises(InputError, match="missing column") as info:
+        pairs(p.drop(columns="valid"), [config("c1", [])])
+    assert info.value.field == "valid"
+
+
+# --- pairs_for_sft ---------------------------------------------------------------------------
+
+def test_pairs_for_sft_takes_lowest_chosen_error_ties_to_first():
+    df = pd.DataFrame({
+        "system_prompt": ["s1", "s1", "s2", "s1", "s2"],
+        "prompt": ["q", "q", "q", "q", "q"],
+        "chosen": ["refusal", "first best", "only", "second best", "only again"],
+        "chosen_error": [1.0, 0.1, 0.0, 0.1, 0.0],
+    })
+    out = pairing.pairs_for_sft(df)
+    assert out[["system_prompt", "chosen"]].values.tolist() == [["s1", "first best"], ["s2", "only"]]
+
+
+# --- import_cosalign_train -------------------------------------------------------------------
+
+def release_row(**kw):
+    row = {"system_prompt": "sys", "prompt": "How?", "chosen_response": "good", "rejected_response": "bad",
+           "spec_i": "-Violence-Privacy_Violations-", "spec_j": "-Violence-", "mode": "superset",
+           "chosen_cat": "(-Violence-, 1)", "rejected_cat": "(--, 0)",
+           "chosen_category_error_score": 0.1, "rejected_category_error_score": 1.0}
+    return row | kw
+
+
+def test_import_maps_release_rows():
+    df = pd.DataFrame([
+        release_row(),
+        release_row(spec_i="--", spec_j="-Illegal Drug-Related Activities and Substance Abuse-Violence-",
+                    mode="not_superset", chosen_cat="(-None-, 0)",
+                    rejected_cat="(-Financial Crime and Theft-Weapons, Explosives, Arson, and Illegal Firearm Transactions-, 1)",
+                    chosen_category_error_score=1, rejected_category_error_score=6),
+        release_row(spec_i="-Financial_Crime_and_Theft-", chosen_cat="(-Financial Crime and Theft-, 1)",
+                    rejected_cat="(-Financial Crime and Theft-Illegal_Drug_Related_Activities_and_Substance_Abuse-Weapons_Explosives_Arson_and Illegal Firearm Transactions-, 1)",
+                    chosen_category_error_score=0.1, rejected_category_error_score=3.1),
+    ])
+    out = pairing.import_cosalign_train(df)
+    schemas.validate(out, "preferences")
+    assert out.allowed_categories.tolist() == [[VIO, PRI], [], [FIN]]
+    assert out.prompt_categories.tolist()[1] == [VIO, DRUGS]
+    assert out.chosen_categories.tolist() == [[VIO], [], [FIN]]
+    # Unseen categories collapse to one Other Harms, as the release scored them.
+    assert out.rejected_categories.tolist() == [[], [FIN, OTHER], [FIN, OTHER]]
+    assert out.chosen_addressed.tolist() == [True, False, True]
+    assert out.rejected_error.tolist() == [1.0, 6.0, pytest.approx(3.1)]
+    assert out.released_rejected_error.tolist() == [1.0, 6.0, 3.1]
+    assert out["mode"].tolist() == ["superset", "not_superset", "superset"]
+    assert out.prompt_id.nunique() == 1 and out.config_id.str.startswith("ct-").all()
+    assert out.attrs["import_report"] == {"rows": 3, "kept": 3, "error_mismatches": 0, "dropped": 0}
+
+
+def test_import_checks_released_errors():
+    df = pd.DataFrame([release_row(), release_row(rejected_category_error_score=2.0)])
+    with pytest.raises(InputError, match="differs from the formula") as info:
+        pairing.import_cosalign_train(df, path="train_bt.parquet")
+    assert (info.value.row, info.value.field) == (1, "rejected_category_error_score")
+    assert "train_bt.parquet" in str(info.value)
+    out = pairing.import_cosalign_train(df, on_mismatch="recompute")
+    assert out.rejected_error.tolist() == [1.0, 1.0] and out.released_rejected_error.tolist() == [1.0, 2.0]
+    assert out.attrs["import_report"]["error_mismatches"] == 1
+    # A recomputed pair that breaks chosen < rejected is dropped, not kept.
+    flip = pd.DataFrame([release_row(chosen_cat="(--, 0)", chosen_category_error_score=0.5)])
+    assert len(pairing.import_cosalign_train(flip, on_mismatch="recompute")) == 0
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("spec_i", "-Violence-Arson-", "cannot decode 'Arson'"),
+    ("spec_j", "-Non-Violent Unethical Behavior-", "cannot decode"),
+    ("chosen_cat", "-Violence-", "expected"),
+    ("rejected_cat", "(--, maybe)", "addressed flag"),
+    ("mode", "hard", "unknown mode"),
+    ("chosen_category_error_score", "n/a", "could not convert"),
+])
+def test_import_errors_name_row_and_field(field, value, message):
+    df = pd.DataFrame([release_row(), release_row(**{field: value})])
+    with pytest.raises(InputError, match=message) as info:
+        pairing.import_cosalign_train(df)
+    assert (info.value.row, info.value.field) == (1, field)
+
+
+def test_decode_categories_spellings():
+    assert pairing.decode_categories("-Illegal Drug_Related Activities and Substance Abuse-Privacy Violations-") \
+        == (PRI, DRUGS)
+    assert pairing.decode_categories("-Sexual_Misconduct_Exploitation_and_Infidelity-Other_Harms-") == (SEXUAL, OTHER)
+    assert pairing.decode_categories("--") == pairing.decode_categories("-None-") == ()
+
+
+def test_pairs_from_parquet_inputs_are_byte_identical(tmp_path):
+    from cosalign.io import read_parquet, write_parquet
+    p = pool(("a", [VIO, DRUGS], True), ("b", [], False), ("c", [PRI], True), ("d", [], True))
+    cfgs = pd.DataFrame([config("c1", [VIO]), config("c2", [], mode="safe")])
+    write_parquet(p, tmp_path / "pool.parquet")
+    write_parquet(cfgs, tmp_path / "configs.parquet")
+    from_disk = pairing.build_pairs(read_parquet(tmp_path / "pool.parquet"),
+                                    read_parquet(tmp_path / "configs.parquet"), prompts(), seed=2)
+    in_memory = pairing.build_pairs(p, cfgs, prompts(), seed=2)
+    write_parquet(from_disk, tmp_path / "a.parquet")
+    write_parquet(in_memory, tmp_path / "b.parquet")
+    # Errors d 0, b 1, c 3, a 3.1 (c1) or 6 (c2): per config 6 group pairs less (c, a) with chosen 3.
+    assert len(in_memory) == 10
+    assert (tmp_path / "a.parquet").read_bytes() == (tmp_path / "b.parquet").read_bytes()
+    schemas.validate(read_parquet(tmp_path / "a.parquet"), "preferences")
