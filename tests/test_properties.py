@@ -80,7 +80,7 @@ def pools(draw):
     return pool, pd.DataFrame(cfgs), prompts
 
 
-@FAST
+@settings(FAST, max_examples=100)  # each example runs build_pairs twice with pandera validation
 @given(pools(), st.integers(0, 2**32), st.randoms(use_true_random=False))
 def test_pairing_invariants(data, seed, shuffler):
     pool, cfgs, prompts = data

@@ -20,6 +20,7 @@ depends on row order or on which other prompts are present.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from importlib import resources
 from pathlib import Path
@@ -27,6 +28,7 @@ from pathlib import Path
 import jinja2
 import numpy as np
 import pandas as pd
+from tqdm import tqdm
 import yaml
 
 from cosalign import schemas, taxonomy
@@ -50,6 +52,11 @@ def derive_rng(seed: int, *parts) -> np.random.Generator:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
     digest = hashlib.sha256("\x1f".join(map(str, parts)).encode("utf-8")).digest()
     return np.random.default_rng(np.random.SeedSequence([int(seed), int.from_bytes(digest[:16], "little")]))
+
+
+@functools.lru_cache(maxsize=256)
+def _compiled(text: str) -> jinja2.Template:
+    return _JINJA.from_string(text)  # compiling dominates rendering; a run reuses ~10 templates
 
 
 def _random_subset(items: list[str], rng: np.random.Generator, min_size: int, max_size: int) -> list[str]:
@@ -136,7 +143,7 @@ def render_config(template, allowed_names) -> str:
         raise ValueError(f"{bad} can never be allowed by a config")
     allowed = [{"name": n, "description": taxonomy.BY_NAME[n].description} for n in names]
     try:
-        return _JINJA.from_string(text).render(allowed=allowed).strip()
+        return _compiled(text).render(allowed=allowed).strip()
     except jinja2.UndefinedError as exc:
         tid = template.get("id", "?") if isinstance(template, dict) else "?"
         raise ValueError(f"template {tid!r} uses an undefined variable: {exc}") from None
@@ -184,7 +191,9 @@ def sample_configs(prompts_df: pd.DataFrame, labels_df: pd.DataFrame, *, modes: 
         raise ValueError(f"configs_per_mode must be a positive int, got {configs_per_mode!r}")
     templates = templates if templates is not None else load_templates(template_kind)
     rows = []
-    for label in _training_labels(prompts_df, labels_df).itertuples(index=False):
+    labels = _training_labels(prompts_df, labels_df)
+    for label in tqdm(labels.itertuples(index=False), total=len(labels), desc="configs",
+                      unit="prompt", disable=None):  # silent when not a TTY
         risk_free = not label.risk_categories
         emitted_safe = False
         for mode in modes:

@@ -17,6 +17,7 @@ import re
 
 import numpy as np
 import pandas as pd
+from tqdm import tqdm
 
 from cosalign import schemas, scoring, taxonomy
 from cosalign.configs import derive_rng
@@ -115,13 +116,15 @@ def build_pairs(pool_df: pd.DataFrame, configs_df: pd.DataFrame, prompts_df: pd.
     Args: pool_df (response_id, prompt_id, config_id, response, risk_categories, addressed, valid:
     judged responses; the config a response came from does not matter, the pool is per prompt);
     configs_df (schemas.Configs); prompts_df (prompt_id, prompt and, unless labels_df is given,
-    risk_categories: the prompt's labelled risk set); max_pairs_per_config keeps a seeded subset.
+    risk_categories: the prompt's labelled risk set); max_pairs_per_config keeps a seeded subset;
+    max_chosen_error may only tighten beta (schemas.Preferences requires chosen_error < 3).
     Returns: PAIR_COLUMNS, sorted by prompt_id, config_id, then chosen error ascending.
     """
     if max_pairs_per_config is not None and (isinstance(max_pairs_per_config, bool)
                                              or not isinstance(max_pairs_per_config, int)
                                              or max_pairs_per_config < 1):
-        raise ValueError(f"max_pairs_per_config must be a positive int or None, got {max_pairs_per_config!r}")
+        raise ValueError(f"max_pairs_per_config must be a positive int or None, "
+                         f"got {max_pairs_per_config!r}")
     _require(prompts_df, ("prompt_id", "prompt"), "<prompts>")
     labels = labels_df if labels_df is not None else prompts_df
     label_path = "<prompt_labels>" if labels_df is not None else "<prompts>"
@@ -135,8 +138,9 @@ def build_pairs(pool_df: pd.DataFrame, configs_df: pd.DataFrame, prompts_df: pd.
 
     rows = []
     configs = configs_df.reset_index(drop=True)
-    order = sorted(range(len(configs)), key=lambda j: (configs.at[j, "prompt_id"], configs.at[j, "config_id"]))
-    for i in order:
+    order = sorted(range(len(configs)),
+                   key=lambda j: (configs.at[j, "prompt_id"], configs.at[j, "config_id"]))
+    for i in tqdm(order, desc="pairing", unit="config", disable=None):  # silent when not a TTY
         cfg = configs.iloc[i]
         pid = cfg["prompt_id"]
         groups = pools.get(pid)
@@ -152,7 +156,7 @@ def build_pairs(pool_df: pd.DataFrame, configs_df: pd.DataFrame, prompts_df: pd.
             rows.append({
                 "system_prompt": cfg["system_prompt"], "prompt": text[pid],
                 "chosen": low[2][1], "rejected": high[2][1], "mode": cfg["mode"],
-                "allowed_categories": allowed, "prompt_categories": risks[pid],
+                "allowed_categories": list(allowed), "prompt_categories": list(risks[pid]),
                 "chosen_categories": list(low[0][0]), "rejected_categories": list(high[0][0]),
                 "chosen_addressed": low[0][1], "rejected_addressed": high[0][1],
                 "chosen_error": low[1], "rejected_error": high[1],

@@ -607,7 +607,8 @@ class HubServer:
     def start(self, host: str = "127.0.0.1", port: int = 0) -> "HubServer":
         self.httpd = _Server((host, port), Handler)
         self.httpd.hub = self
-        threading.Thread(target=self.httpd.serve_forever, name="hubserver", daemon=True).start()
+        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                         name="hubserver", daemon=True).start()
         return self
 
     def stop(self) -> None:

@@ -104,21 +104,32 @@ def schema_table(name: str) -> str:
     return "\n".join(lines)
 
 
+def _count(n: int) -> str:
+    return f"{n} prompt" + ("" if n == 1 else "s")
+
+
 def licence(sources: dict[str, int] | None) -> tuple[str, str]:
-    """(Hub licence id, markdown) from the prompt sources {source: rows}; most restrictive wins."""
-    sources = sources or {}
+    """(Hub licence id, markdown) from the prompt sources {source: rows}; most restrictive wins.
+
+    None means the sources are unknown (no data/prompts.parquet): licence `other`, said plainly.
+    """
+    if sources is None:
+        return "other", ("The prompt sources could not be determined when this was published "
+                         "(no data/prompts.parquet). Rows derived from BeaverTails are CC BY-NC "
+                         "4.0, from WildGuardMix ODC-BY 1.0, from the project's seed data "
+                         "Apache-2.0; check which apply before use.")
     found, ids = [], []
     for key, lic_id, text in SOURCE_LICENCES:
         n = sum(v for s, v in sources.items() if key in s.lower())
         if n:
-            found.append(f"- {text} ({n} prompts)")
+            found.append(f"- {text} ({_count(n)})")
             ids.append(lic_id)
     other = sum(v for s, v in sources.items()
                 if not any(key in s.lower() for key, _, _ in SOURCE_LICENCES))
-    if other or not sources:
-        found.append(f"- {PROJECT_LICENCE[1]}" + (f" ({other} prompts)" if other else ""))
+    if other or not ids:
+        found.append(f"- {PROJECT_LICENCE[1]}" + (f" ({_count(other)})" if other else ""))
         ids.append(PROJECT_LICENCE[0])
-    text = ("Inherited from the prompt sources this artifact derives from:\n\n" + "\n".join(found))
+    text = "Inherited from the prompt sources this artifact derives from:\n\n" + "\n".join(found)
     if len(ids) > 1:
         text += ("\n\nThe combination is bound by every licence above; the metadata names the "
                  f"most restrictive, `{ids[0]}`.")
@@ -196,8 +207,7 @@ def model_metrics(name: str, metrics: dict | None, judge: str | None):
             task_type="text-generation", task_name="Controllable safety alignment",
             dataset_type=bench, dataset_name=bench, dataset_config=config_set or None,
             metric_type="cosa_score", metric_name=f"CoSA-Score (judge: {item_judge})",
-            metric_value=m.get("cosa_score"), metric_args={"judge": item_judge},
-            source_name="cosalign evaluation"))
+            metric_value=m.get("cosa_score"), metric_args={"judge": item_judge}))
         rows.append(f"| {bench} | {config_set} | {m.get('cosa_score')} | {m.get('helpful_safe')} "
                     f"| {m.get('helpful_unsafe')} | {m.get('valid_rate')} | {m.get('n')} |")
     judges = sorted({r.metric_args["judge"] for r in results})

@@ -15,8 +15,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from tenacity import (RetryError, retry_if_exception, stop_after_attempt, Retrying,
-                      wait_exponential)
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from cosalign import __version__, artifacts
 from cosalign.artifacts import Artifact
@@ -166,13 +165,17 @@ def build_card(artifact: Artifact, repo_id: str, files: list[dict], root: Path, 
         metrics=metrics, judge=_judge(root, artifact.name), example_config=_example_config(root))
 
 
-def remote_matches(api, repo_id: str, repo_type: str, commit: str, files: list[dict],
-                   digest: str) -> bool:
+def remote_tree(api, repo_id: str, repo_type: str, commit: str) -> dict:
+    """path -> RepoFile for every file of a remote commit."""
+    return {e.path: e for e in api.list_repo_tree(repo_id, repo_type=repo_type, revision=commit,
+                                                  recursive=True) if hasattr(e, "blob_id")}
+
+
+def remote_matches(api, repo_id: str, repo_type: str, commit: str, tree: dict,
+                   files: list[dict], digest: str) -> bool:
     """True when the remote commit already holds exactly these files and this card content."""
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import EntryNotFoundError
-    tree = {e.path: e for e in api.list_repo_tree(repo_id, repo_type=repo_type, revision=commit,
-                                                  recursive=True) if hasattr(e, "blob_id")}
     if set(tree) - set(KEEP_REMOTE) != {f["path"] for f in files}:
         return False
     for f in files:
@@ -192,12 +195,11 @@ def _commit_once(api, artifact: Artifact, repo_id: str, repo_type: str, files: l
                  card: str, digest: str) -> tuple[str, bool]:
     from huggingface_hub import CommitOperationAdd, CommitOperationDelete
     head = api.repo_info(repo_id, repo_type=repo_type, revision="main").sha
-    if remote_matches(api, repo_id, repo_type, head, files, digest):
+    tree = remote_tree(api, repo_id, repo_type, head)
+    if remote_matches(api, repo_id, repo_type, head, tree, files, digest):
         return head, False
-    stale = [e.path for e in api.list_repo_tree(repo_id, repo_type=repo_type, revision=head,
-                                                recursive=True)
-             if hasattr(e, "blob_id") and e.path not in KEEP_REMOTE
-             and e.path not in {f["path"] for f in files}]
+    wanted = {f["path"] for f in files}
+    stale = sorted(p for p in tree if p not in KEEP_REMOTE and p not in wanted)
     ops = [CommitOperationAdd(path_in_repo=f["path"], path_or_fileobj=str(f["local"])) for f in files]
     ops.append(CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=card.encode("utf-8")))
     ops += [CommitOperationDelete(path_in_repo=p) for p in stale]
@@ -237,9 +239,9 @@ def publish_artifact(api, artifact: Artifact, namespace: str, root: Path, *, tag
             for attempt in _retrying():
                 with attempt:
                     tagged = _tag(api, repo_id, repo_type, tag, commit)
-    except (RetryError, Exception) as exc:
-        if isinstance(exc, InputError):
-            raise
+    except InputError:
+        raise
+    except Exception as exc:
         raise PublishError(f"{repo_id}: publishing failed ({type(exc).__name__}: "
                            f"{_first_line(exc)}); the repo keeps its previous revision") from exc
     return Published(artifact.name, repo_id, repo_type, commit, changed, tagged)

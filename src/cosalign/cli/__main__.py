@@ -1,0 +1,5 @@
+import sys
+
+from cosalign.cli import main
+
+sys.exit(main())

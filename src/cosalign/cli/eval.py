@@ -1,0 +1,92 @@
+"""`cosalign eval`: CoSA-Score of any chat model (local path or Hub id) on one benchmark.
+
+Runs the pipeline's evaluation (cosalign.evaluation) outside DVC: load the benchmark, generate,
+judge, print the metrics (a table, or JSON with --json), and optionally write the judged items.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--model", required=True, help="checkpoint directory or Hub model id")
+    p.add_argument("--model-revision", default=None, help="Hub revision of the model")
+    p.add_argument("--name", default=None, help="model name recorded in the items (default: --model)")
+    p.add_argument("--benchmark", required=True, help="heldout, cosalign_test or cosapien")
+    p.add_argument("--benchmark-path", default=None,
+                   help="Hub dataset id or local directory (default: the benchmark's Hub id)")
+    p.add_argument("--revision", default=None, help="pinned revision of the benchmark dataset")
+    p.add_argument("--prompts", default="data/prompts.parquet", help="prompts file (heldout only)")
+    p.add_argument("--config-id", action="append", default=None,
+                   help="evaluate only this config (repeatable)")
+    p.add_argument("--prompts-per-config", type=int, default=20, help="0 = all prompts")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--judge", default="rules", help="rules, openai or local")
+    p.add_argument("--judge-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="judge option (value parsed as JSON when it can be), repeatable")
+    p.add_argument("--backend", default="transformers", choices=["transformers", "vllm"])
+    p.add_argument("--max-new-tokens", type=int, default=256)
+    p.add_argument("--temperature", type=float, default=0.0)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--fewshot", default=None, help="JSONL demonstrations (ICA-5shot)")
+    p.add_argument("--cascade", default=None, choices=["self", "oracle"])
+    p.add_argument("--out", default=None, help="write the judged items here (parquet)")
+    p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+
+
+def _judge_params(name: str, options: list[str]) -> dict:
+    params = {"name": name}
+    for opt in options:
+        key, sep, value = opt.partition("=")
+        if not sep:
+            raise SystemExit(f"--judge-option {opt!r}: expected KEY=VALUE")
+        try:
+            params[key] = json.loads(value)
+        except json.JSONDecodeError:
+            params[key] = value
+    return params
+
+
+def metrics_table(metrics: dict) -> str:
+    lines = [f"{'model':<20} {'benchmark/set':<24} {'CoSA':>7} {'help+safe':>10} "
+             f"{'help+unsafe':>12} {'valid':>7} {'n':>5}"]
+    for model, groups in metrics.items():
+        for key, g in groups.items():
+            def f(v, pct=False):
+                return "n/a" if v is None else (f"{100 * v:.1f}%" if pct else f"{v:.3f}")
+            lines.append(f"{model:<20} {key:<24} {f(g['cosa_score']):>7} "
+                         f"{f(g['helpful_safe'], True):>10} {f(g['helpful_unsafe'], True):>12} "
+                         f"{f(g['valid_rate'], True):>7} {g['n']:>5}")
+            if g["configs_without_valid_items"]:
+                lines.append(f"  left out (no valid item): {', '.join(g['configs_without_valid_items'])}")
+    return "\n".join(lines)
+
+
+def run(args) -> int:
+    from cosalign import benchmarks, evaluation, metrics, schemas
+    from cosalign.generation import GenerationSettings
+    from cosalign.io import read_parquet, write_parquet
+    from cosalign.judges.base import make_judge
+
+    spec = benchmarks.load_spec(args.benchmark)
+    prompts = read_parquet(args.prompts) if spec["loader"] == "heldout" else None
+    items = benchmarks.load_benchmark(
+        args.benchmark, path_or_id=args.benchmark_path, revision=args.revision,
+        prompts_per_config=args.prompts_per_config, seed=args.seed, prompts_df=prompts,
+        config_ids=args.config_id)
+    settings = GenerationSettings(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                                  top_p=1.0, batch_size=args.batch_size, seed=args.seed)
+    fewshot = evaluation.load_fewshot(args.fewshot) if args.fewshot else None
+    options = {"revision": args.model_revision} if args.model_revision else {}
+    out = evaluation.evaluate_model(
+        args.name or args.model, args.model, items, make_judge(_judge_params(args.judge, args.judge_option)),
+        settings, backend=args.backend, generator_options=options, fewshot=fewshot,
+        cascade=args.cascade)
+    schemas.validate(out, "eval_items", args.out or "<eval items>")
+    if args.out:
+        write_parquet(out, args.out)
+    result = metrics.aggregate(out)
+    print(json.dumps(result, indent=2) if args.json else metrics_table(result), file=sys.stdout)
+    return 0

@@ -1,0 +1,42 @@
+"""`cosalign serve`: an OpenAI-compatible endpoint (/v1/chat/completions, /v1/models) for one
+checkpoint, each API key bound to one approved safety config version (see cosalign.serve and
+docs/safety-configs.md)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, help="checkpoint folder or Hub model id")
+    parser.add_argument("--keys", required=True, help="keys YAML (from `cosalign config keys add`)")
+    parser.add_argument("--configs-dir", default="safety_configs", help="safety config registry")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="interface to listen on (default loopback; put TLS in front for anything else)")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--backend", choices=["transformers", "vllm"], default="transformers")
+    parser.add_argument("--max-new-tokens", type=int, default=256,
+                        help="cap on generated tokens per reply (requests may ask for fewer)")
+    parser.add_argument("--served-model-name", help="the model id clients send (default: --model)")
+    parser.add_argument("--allow-passthrough", action="store_true",
+                        help="honour `passthrough` keys, whose callers send their own system turn")
+    parser.add_argument("--debug-echo-prompt", action="store_true",
+                        help="add the rendered prompt to each response (reveals configs: tests only)")
+
+
+def run(args) -> int:
+    import uvicorn
+
+    from cosalign.serve import create_app
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.debug_echo_prompt:
+        print("warning: --debug-echo-prompt returns each safety config's text to callers",
+              file=sys.stderr)
+    app = create_app(args.model, args.keys, args.configs_dir, backend=args.backend,
+                     max_new_tokens=args.max_new_tokens, served_model_name=args.served_model_name,
+                     allow_passthrough=args.allow_passthrough, debug_echo_prompt=args.debug_echo_prompt)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+    return 0

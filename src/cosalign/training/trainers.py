@@ -1,0 +1,259 @@
+"""SFT then DPO with TRL, each writing a standard checkpoint, its resolved arguments and its curves.
+
+`train_sft` fits the chosen answers (one per unique system prompt + prompt, see
+`cosalign.pairing.pairs_for_sft`) with the loss on the assistant turn only; `train_dpo` trains on all
+pairs starting from the SFT checkpoint, which TRL also reloads as the frozen reference. The data go
+through `cosalign.chat.training_view`, whose per-row `chat_template_kwargs` make TRL render every
+chat with control tokens inside messages sanitised. Distributed runs come from `accelerate launch`
+(see configs/accelerate/README.md); this module has no distributed code of its own beyond letting
+only the main process write files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+from cosalign import schemas
+from cosalign.chat import training_view
+from cosalign.io import InputError, read_parquet, write_json
+from cosalign.training.curves import CurveRecorder, write_curves
+from cosalign.training.params import TrainingParams
+
+CHECKPOINT_FILES = ("config.json", "model.safetensors")
+
+
+# --- data ---------------------------------------------------------------------------------------
+
+def load_preferences(path: str | Path):
+    """Read and validate data/preferences.parquet (schemas.Preferences)."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(path, "preference file does not exist")
+    return schemas.validate(read_parquet(path), "preferences", path)
+
+
+def sft_dataset(pref_df, max_examples: int | None = None):
+    """TRL prompt/completion view of the SFT rows: per (system_prompt, prompt) the best chosen answer."""
+    from cosalign.pairing import pairs_for_sft
+    rows = pairs_for_sft(pref_df)
+    if max_examples is not None:
+        rows = rows.head(max_examples)
+    return training_view(rows, with_rejected=False)
+
+
+def dpo_dataset(pref_df, max_examples: int | None = None):
+    """TRL prompt/chosen/rejected view of every pair, in file order."""
+    rows = pref_df.reset_index(drop=True)
+    if max_examples is not None:
+        rows = rows.head(max_examples)
+    return training_view(rows, with_rejected=True)
+
+
+# --- arguments ----------------------------------------------------------------------------------
+
+def _world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def trainer_kwargs(params: TrainingParams, output_dir: str | Path) -> dict:
+    """The TrainingArguments/TRL config keywords shared by SFT and DPO, resolved for this machine."""
+    import torch
+
+    o, sysp = params.optim, params.system
+    use_cpu = sysp.use_cpu if sysp.use_cpu is not None else not torch.cuda.is_available()
+    accumulation = o.gradient_accumulation_steps
+    if o.global_batch_size is not None:
+        per_step = o.per_device_train_batch_size * _world_size()
+        if o.global_batch_size % per_step:
+            raise InputError("params.yaml", f"{o.global_batch_size} is not divisible by per-device batch "
+                                            f"{o.per_device_train_batch_size} x {_world_size()} processes",
+                             field=f"{params.stage}.optim.global_batch_size")
+        accumulation = o.global_batch_size // per_step
+    return dict(
+        output_dir=str(output_dir),
+        seed=params.seed, data_seed=params.seed,
+        learning_rate=o.learning_rate, lr_scheduler_type=o.lr_scheduler_type, warmup_steps=o.warmup_steps,
+        optim=o.optimizer, weight_decay=o.weight_decay, max_grad_norm=o.max_grad_norm,
+        num_train_epochs=o.num_train_epochs, max_steps=o.max_steps,
+        per_device_train_batch_size=o.per_device_train_batch_size, gradient_accumulation_steps=accumulation,
+        max_length=params.data.max_length,
+        use_cpu=use_cpu, bf16=params.precision.bf16 and not use_cpu, fp16=False,
+        # transformers 5 renamed gradient_checkpointing; setting the new name keeps TRL's default (on) out.
+        activation_checkpointing=sysp.gradient_checkpointing,
+        activation_checkpointing_kwargs={"use_reentrant": False} if sysp.gradient_checkpointing else None,
+        dataloader_num_workers=sysp.dataloader_num_workers,
+        model_init_kwargs={"dtype": params.precision.dtype},
+        logging_steps=1, logging_first_step=True, save_strategy="no", eval_strategy="no", report_to="none",
+    )
+
+
+def peft_config(params: TrainingParams):
+    """A peft LoraConfig when params.lora.enabled, else None."""
+    if not params.lora.enabled:
+        return None
+    from peft import LoraConfig
+    lo = params.lora
+    return LoraConfig(r=lo.r, lora_alpha=lo.alpha, lora_dropout=lo.dropout, target_modules=lo.target_modules,
+                      task_type="CAUSAL_LM")
+
+
+# --- training -----------------------------------------------------------------------------------
+
+def train_sft(pref_path, base_dir, out_dir, reports_dir, params: TrainingParams | dict) -> dict:
+    """SFT on the chosen answers from `base_dir`; writes `out_dir` and `<reports_dir>/sft.{csv,png}`.
+
+    Returns: a summary (examples, steps, train_loss, seconds, output paths).
+    """
+    from trl import SFTConfig, SFTTrainer
+
+    params = _as_params(params, "sft")
+    df = load_preferences(pref_path)
+    dataset = sft_dataset(df, params.data.max_examples)
+    tmp = _staging_dir(out_dir)
+    config = SFTConfig(**trainer_kwargs(params, tmp), completion_only_loss=True, assistant_only_loss=False,
+                       packing=False)
+    return _run(SFTTrainer, config, params, dataset, pref_path, base_dir, out_dir, reports_dir)
+
+
+def train_dpo(pref_path, sft_dir, out_dir, reports_dir, params: TrainingParams | dict) -> dict:
+    """DPO on every pair from `sft_dir` (also the frozen reference); writes `out_dir` and dpo curves."""
+    from trl import DPOConfig, DPOTrainer
+
+    params = _as_params(params, "dpo")
+    df = load_preferences(pref_path)
+    dataset = dpo_dataset(df, params.data.max_examples)
+    tmp = _staging_dir(out_dir)
+    config = DPOConfig(**trainer_kwargs(params, tmp), beta=params.dpo.beta, loss_type=[params.dpo.loss_type])
+    return _run(DPOTrainer, config, params, dataset, pref_path, sft_dir, out_dir, reports_dir)
+
+
+def _run(trainer_cls, config, params, dataset, pref_path, parent_dir, out_dir, reports_dir) -> dict:
+    import transformers
+    from accelerate import PartialState
+    from transformers import AutoTokenizer
+
+    parent_dir, out_dir = Path(parent_dir), Path(out_dir)
+    for name in CHECKPOINT_FILES:
+        if not (parent_dir / name).exists():
+            raise InputError(parent_dir, f"is not a checkpoint ({name} missing)")
+    tokenizer = AutoTokenizer.from_pretrained(parent_dir)
+    if not tokenizer.chat_template:
+        raise InputError(parent_dir, "the tokenizer has no chat template")
+    state = PartialState()
+    tmp = Path(config.output_dir)
+    if state.is_main_process and tmp.exists():
+        shutil.rmtree(tmp)  # left by a killed run
+    state.wait_for_everyone()
+
+    transformers.set_seed(params.seed)
+    recorder = CurveRecorder(params.stage)
+    # The model goes in as a path so TRL loads it itself: under ZeRO-3 / FSDP that is what lets
+    # accelerate shard it while loading; for DPO the same path is where the reference comes from.
+    trainer = trainer_cls(model=str(parent_dir), args=config, train_dataset=dataset, processing_class=tokenizer,
+                          peft_config=peft_config(params), callbacks=[recorder])
+    started = time.perf_counter()
+    result = trainer.train()
+    seconds = time.perf_counter() - started
+    trainer.save_model(str(tmp))  # every process: gathers sharded weights
+    state.wait_for_everyone()
+    summary = {"stage": params.stage, "examples": len(dataset), "steps": int(trainer.state.global_step),
+               "train_loss": float(result.training_loss)}
+    if state.is_main_process:
+        if params.lora.enabled:
+            _merge_adapter(tmp, parent_dir, params)
+        (tmp / "training_args.bin").unlink(missing_ok=True)  # a pickle; training_args.json replaces it
+        write_json(_resolved_args(config, out_dir), tmp / "training_args.json")
+        write_json(_provenance(params, pref_path, parent_dir, summary), tmp / "cosalign_training.json")
+        _swap_in(tmp, out_dir)
+        paths = write_curves(recorder.rows, params.stage, reports_dir)
+        summary.update({k: str(v) for k, v in paths.items()})
+    state.wait_for_everyone()
+    summary.update({"out_dir": str(out_dir), "seconds": round(seconds, 1),
+                    "seconds_per_step": round(seconds / max(1, summary["steps"]), 3)})
+    return summary
+
+
+# --- saving -------------------------------------------------------------------------------------
+
+def _staging_dir(out_dir) -> Path:
+    """A fixed sibling name, the same on every process, so sharded saves meet in one place."""
+    out_dir = Path(out_dir)
+    return out_dir.parent / f".{out_dir.name}.staging"
+
+
+def _swap_in(tmp: Path, out_dir: Path) -> None:
+    """Replace out_dir by tmp with renames only, so a crash never leaves a half-written checkpoint."""
+    old = out_dir.parent / f".{out_dir.name}.old"
+    if old.exists():
+        shutil.rmtree(old)
+    if out_dir.exists():
+        out_dir.rename(old)
+    tmp.rename(out_dir)
+    if old.exists():
+        shutil.rmtree(old)
+
+
+def _merge_adapter(tmp: Path, parent_dir: Path, params: TrainingParams) -> None:
+    """Turn a saved LoRA adapter in tmp into a merged, standard checkpoint in the same place."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    base = AutoModelForCausalLM.from_pretrained(parent_dir, dtype=getattr(torch, params.precision.dtype))
+    merged = PeftModel.from_pretrained(base, tmp).merge_and_unload()
+    tokenizer = AutoTokenizer.from_pretrained(tmp)
+    for path in list(tmp.iterdir()):
+        if path.name.startswith("adapter_"):
+            path.unlink()
+    merged.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+
+
+def _resolved_args(config, out_dir: Path) -> dict:
+    """The trainer's full configuration as JSON; tokens are redacted by transformers' to_dict."""
+    args = json.loads(config.to_json_string())
+    for key in ("output_dir", "logging_dir"):
+        if args.get(key):
+            args[key] = str(out_dir) if key == "output_dir" else None
+    for key in list(args):
+        if any(s in key.lower() for s in ("hub_token", "api_key", "secret", "password")):
+            args[key] = "<redacted>"
+    return dict(sorted(args.items()))
+
+
+def _provenance(params: TrainingParams, pref_path, parent_dir: Path, summary: dict) -> dict:
+    import accelerate
+    import datasets
+    import peft
+    import torch
+    import transformers
+    import trl
+
+    return {
+        "stage": params.stage, "seed": params.seed, "parent": str(parent_dir),
+        "data_file": str(pref_path), "data_md5": _md5(pref_path), "examples": summary["examples"],
+        "steps": summary["steps"], "train_loss": summary["train_loss"], "world_size": _world_size(),
+        "params": params.to_dict(),
+        "versions": {m.__name__: m.__version__ for m in (torch, transformers, trl, datasets, accelerate, peft)},
+    }
+
+
+def _md5(path) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _as_params(params, stage: str) -> TrainingParams:
+    if isinstance(params, TrainingParams):
+        if params.stage != stage:
+            raise ValueError(f"params are for stage {params.stage!r}, not {stage!r}")
+        return params
+    return TrainingParams.from_dict(params, stage)

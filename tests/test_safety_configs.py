@@ -1,0 +1,219 @@
+"""The safety-config registry: lifecycle, hash pinning, validation errors, keys, shipped examples."""
+
+from __future__ import annotations
+
+import re
+import shutil
+
+import pytest
+import yaml
+
+from cosalign import safety_configs as sc
+from cosalign import taxonomy
+from cosalign.cli import main
+from cosalign.io import InputError
+
+T0 = "2026-01-01T00:00:00Z"
+
+
+@pytest.fixture
+def reg(tmp_path):
+    return tmp_path / "safety_configs"
+
+
+def _approved(reg, cid="game-studio", allowed=(taxonomy.VIOLENCE,)):
+    sc.new_config(reg, cid, owner="studio", allowed=list(allowed))
+    return sc.approve(reg, f"{cid}@1", reviewer="safety-lead", at=T0)
+
+
+def test_lifecycle(reg):
+    cfg = sc.new_config(reg, "game-studio", owner="studio", allowed=[taxonomy.VIOLENCE])
+    assert (cfg.ref, cfg.status, cfg.state()) == ("game-studio@1", "draft", "draft")
+    assert (reg / "game-studio" / "v1.yaml").exists()
+    sc.review(reg, "game-studio@1", "safety-lead", "violence for combat scenes only", "changes", at=T0)
+    with pytest.raises(InputError, match="owner .* cannot approve"):
+        sc.approve(reg, "game-studio@1", reviewer="studio")
+    cfg = sc.approve(reg, "game-studio@1", reviewer="safety-lead", at=T0)
+    assert cfg.state() == "approved" and cfg.reviewer == "safety-lead"
+    assert cfg.approved_hash == cfg.compute_hash() == sc.load(reg, "game-studio@1").content_hash
+    assert [r.verdict for r in cfg.reviews] == ["changes", "approve"]
+    assert re.fullmatch(r"game-studio@1:[0-9a-f]{12}", cfg.fingerprint())
+    with pytest.raises(InputError, match="only a draft"):
+        sc.approve(reg, "game-studio@1", reviewer="other")
+    # changing an approved config means a new version, copied from the old one
+    v2 = sc.new_config(reg, "game-studio", allowed=[taxonomy.VIOLENCE, taxonomy.PRIVACY],
+                       from_ref="game-studio@1")
+    assert (v2.version, v2.owner, v2.status) == (2, "studio", "draft")
+    assert sc.load(reg, "game-studio").version == 2  # no version = latest
+    assert v2.compute_hash() != cfg.compute_hash()
+    retired = sc.retire(reg, "game-studio@1", at=T0)
+    assert retired.state() == "retired" and "retired" in sc.servable(retired)
+    with pytest.raises(InputError, match="retired"):
+        sc.review(reg, "game-studio@1", "x", "late note")
+
+
+def test_edit_after_approval_is_detected_and_refused(reg):
+    cfg = _approved(reg)
+    path = reg / "game-studio" / "v1.yaml"
+    original = path.read_text()
+    path.write_text(original.replace("- Violence\n", "- Violence\n- Privacy Violations\n"))
+    edited = sc.load(reg, "game-studio@1")
+    assert edited.allowed_categories == [taxonomy.VIOLENCE, taxonomy.PRIVACY]
+    assert edited.status == "approved" and edited.state() == "modified-after-approval"
+    assert "modified after approval" in sc.servable(edited)
+    with pytest.raises(InputError, match="changed after approval.*--from game-studio@1"):
+        sc.approve(reg, "game-studio@1", reviewer="safety-lead")
+    assert main(["config", "list", "--configs-dir", str(reg)]) == 1  # list fails as a CI check
+    path.write_text(original)  # restoring the approved content restores the approval
+    assert sc.servable(sc.load(reg, "game-studio@1")) is None
+    assert sc.load(reg, "game-studio@1").fingerprint() == cfg.fingerprint()
+
+
+def test_record_is_not_content(reg):
+    cfg = _approved(reg)
+    sc.record_scores(reg, "game-studio@1", "models/dpo", {"cosa_score": 0.25, "valid_rate": 1},
+                     benchmark="cosapien", evaluated_at=T0)
+    sc.record_scores(reg, "game-studio@1", "models/dpo", {"cosa_score": 0.5}, benchmark="heldout",
+                     evaluated_at=T0)
+    sc.record_scores(reg, "game-studio@1", "models/sft", {"cosa_score": 0.1}, benchmark="heldout",
+                     evaluated_at=T0)
+    got = sc.load(reg, "game-studio@1")
+    assert got.scores["models/dpo"].metrics == {"cosa_score": 0.5}  # latest per model
+    assert got.scores["models/dpo"].benchmark == "heldout"
+    assert set(got.scores) == {"models/dpo", "models/sft"}
+    assert got.state() == "approved" and got.fingerprint() == cfg.fingerprint()
+    with pytest.raises(ValueError, match="versioned"):
+        sc.record_scores(reg, "game-studio", "m", {}, benchmark="b")
+
+
+def test_hash_covers_content_only_and_is_canonical(reg):
+    a = sc.SafetyConfig(id="a", version=1, kind="categorical", owner="x",
+                        allowed_categories=[taxonomy.PRIVACY, taxonomy.FINANCIAL])
+    b = sc.SafetyConfig(id="a", version=1, kind="categorical", owner="someone else", status="draft",
+                        allowed_categories=[taxonomy.FINANCIAL, taxonomy.PRIVACY])
+    assert a.allowed_categories == [taxonomy.FINANCIAL, taxonomy.PRIVACY]
+    assert a.compute_hash() == b.compute_hash()
+    c = b.model_copy(update={"template": "heldout-02"})
+    assert c.compute_hash() != a.compute_hash()  # the phrasing is content: it changes the prompt
+
+
+def _write(reg, data, cid="x", version=1):
+    path = reg / cid / f"v{version}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+BASE = {"id": "x", "version": 1, "kind": "categorical", "owner": "o", "allowed_categories": []}
+
+
+@pytest.mark.parametrize("change, field, message", [
+    ({"allowed_categories": ["Violense"]}, "allowed_categories", "unknown risk category 'Violense'"),
+    ({"allowed_categories": [taxonomy.OTHER]}, "allowed_categories", "can never be allowed"),
+    ({"allowed_categories": "Violence"}, "allowed_categories", "valid list"),
+    ({"allowed_categories": None, "text": "hi"}, "allowed_categories", "needs allowed_categories"),
+    ({"kind": "freeform", "allowed_categories": None}, "text", "non-empty text"),
+    ({"version": 0}, "version", "greater than or equal to 1"),
+    ({"status": "live"}, "status", "draft"),
+    ({"status": "approved"}, "approved_hash", "needs reviewer and approved_hash"),
+    ({"alowed_categories": []}, "alowed_categories", "Extra inputs"),
+    ({"id": "X"}, "id", "pattern"),
+])
+def test_validation_errors_name_file_and_field(reg, change, field, message):
+    path = _write(reg, {**BASE, **change})
+    with pytest.raises(InputError, match=re.escape(message)) as err:
+        sc.load_file(path)
+    assert err.value.field == field and err.value.path == str(path)
+
+
+def test_file_name_must_match_id_and_version(reg):
+    with pytest.raises(InputError) as err:
+        sc.load_file(_write(reg, BASE, cid="y"))
+    assert err.value.field == "id"
+    with pytest.raises(InputError) as err:
+        sc.load_file(_write(reg, BASE, version=2))
+    assert err.value.field == "version"
+
+
+def test_new_refuses_bad_categories(reg):
+    with pytest.raises(InputError, match="never be allowed"):
+        sc.new_config(reg, "x", owner="o", allowed=[taxonomy.OTHER])
+    with pytest.raises(InputError, match="unknown risk category"):
+        sc.new_config(reg, "x", owner="o", allowed=["Violent Stuff"])
+    with pytest.raises(InputError, match="unknown template"):
+        sc.new_config(reg, "x", owner="o", allowed=[], template="no-such-template")
+    assert not reg.exists() or not list(reg.rglob("*.yaml"))  # nothing half-written
+
+
+def test_system_prompt_renders_the_allowed_list(reg):
+    games = sc.system_prompt(_approved(reg))
+    kids = sc.system_prompt(_approved(reg, "kids", allowed=()))
+    assert taxonomy.VIOLENCE in games and taxonomy.BY_NAME[taxonomy.VIOLENCE].description in games
+    assert taxonomy.VIOLENCE not in kids and "None" in kids
+    free = sc.new_config(reg, "film", owner="o", text="Depict crime on screen; no real recipes.")
+    assert sc.system_prompt(free) == "Depict crime on screen; no real recipes."
+
+
+def test_keys_store_only_hashes(reg, tmp_path):
+    _approved(reg)
+    sc.new_config(reg, "draft-one", owner="o", allowed=[])
+    keys = tmp_path / "keys.yaml"
+    key = sc.add_key(keys, "game-studio@v1", configs_dir=reg)
+    text = keys.read_text()
+    assert key not in text and sc.hash_key(key) in text
+    assert sc.load_keys(keys) == {sc.hash_key(key): "game-studio@1"}
+    assert keys.stat().st_mode & 0o077 == 0  # not readable by others
+    with pytest.raises(InputError, match="draft, not approved"):
+        sc.add_key(keys, "draft-one@1", configs_dir=reg)
+    with pytest.raises(ValueError, match="one version"):
+        sc.add_key(keys, "game-studio", configs_dir=reg)
+    assert sc.rebind_keys(keys, "game-studio@1", "game-studio@2") == 1
+    assert sc.revoke_key(keys, sc.hash_key(key)[:10]) == "game-studio@2"
+    assert sc.load_keys(keys) == {}
+    keys.write_text(f"keys:\n  {key}: game-studio@1\n")  # someone pasted a plaintext key
+    with pytest.raises(InputError, match="never in plain text"):
+        sc.load_keys(keys)
+
+
+def test_cli_round_trip(reg, tmp_path, capsys):
+    d = ["--configs-dir", str(reg)]
+    assert main(["config", "new", "game-studio", "--owner", "studio", "--allow", taxonomy.VIOLENCE, *d]) == 0
+    assert main(["config", "new", "film", "--owner", "studio", "--text", "  No real recipes.\n", *d]) == 0
+    assert main(["config", "review", "game-studio@1", "--reviewer", "lead", "--note", "ok",
+                 "--verdict", "approve", *d]) == 0
+    assert main(["config", "approve", "game-studio@1", "--reviewer", "studio", *d]) == 2  # self-approval
+    assert main(["config", "approve", "game-studio@1", "--reviewer", "lead", *d]) == 0
+    assert main(["config", "new", "bad", "--owner", "o", "--allow", taxonomy.OTHER, *d]) == 2
+    capsys.readouterr()
+    assert main(["config", "list", *d]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"game-studio@1\s+categorical\s+approved", out)
+    assert re.search(r"film@1\s+freeform\s+draft", out)
+    assert sc.load(reg, "film@1").text == "No real recipes."
+    assert main(["config", "show", "game-studio", *d]) == 0
+    out = capsys.readouterr().out
+    assert "approved hash:" in out and "matches" in out and taxonomy.VIOLENCE in out
+    keys = tmp_path / "keys.yaml"
+    assert main(["config", "keys", "add", "--keys", str(keys), "--config", "game-studio@1", *d]) == 0
+    cap = capsys.readouterr()
+    key = cap.out.strip()
+    assert key.startswith("csk-") and key not in cap.err and key not in keys.read_text()
+    assert sc.load_keys(keys)[sc.hash_key(key)] == "game-studio@1"
+
+
+def test_shipped_examples_are_valid_and_pinned(repo_root, tmp_path):
+    configs, errors = sc.list_configs(repo_root / "safety_configs")
+    assert not errors
+    by_ref = {c.ref: c for c in configs}
+    assert by_ref["game-studio@1"].allowed_categories == [taxonomy.VIOLENCE]
+    assert by_ref["childrens-publisher@1"].allowed_categories == []
+    assert by_ref["film-production@1"].kind == "freeform"
+    for ref in ("game-studio@1", "childrens-publisher@1"):
+        assert by_ref[ref].state() == "approved"
+    assert by_ref["film-production@1"].state() == "draft"
+    for c in configs:
+        assert c.content_hash == c.compute_hash(), c.ref
+        assert c.eval_prompts and sc.system_prompt(c)
+    copy = tmp_path / "copy"
+    shutil.copytree(repo_root / "safety_configs", copy)
+    assert main(["config", "list", "--configs-dir", str(copy)]) == 0
