@@ -8,6 +8,8 @@ prompt/mode/situation; CoSApien: one split per scenario, columns prompt/scenario
 
 from __future__ import annotations
 
+import json
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -17,6 +19,9 @@ import yaml
 from cosalign import benchmarks as B
 from cosalign import configs, taxonomy
 from cosalign.io import InputError
+
+sys.path.insert(0, str(Path(__file__).parent))  # the hubserver package, whatever the import mode
+from hubserver.fixtures import hub, hub_env, run_py  # noqa: E402,F401  (pytest fixtures)
 
 T = taxonomy
 COSALIGN_TEST_SPLITS = {
@@ -197,3 +202,32 @@ def test_benchmark_specs_are_versioned():
     assert B.load_spec("cosapien")["splits"] == COSAPIEN_SPLITS
     with pytest.raises(InputError, match="unknown benchmark"):
         B.load_spec("nope")
+
+
+def test_cosalign_test_by_hub_id_and_pinned_revision(hub, hub_env, tmp_path):
+    """The Hub path end to end against the loopback Hub: load by id at a pinned commit, and a
+    later commit that changes the prompts does not change what the pinned revision loads."""
+    old = cosalign_test_dir(tmp_path / "v1")
+    new = cosalign_test_dir(tmp_path / "v2", rows=5)
+    code = f"""
+import json
+from huggingface_hub import HfApi
+from cosalign import benchmarks
+api = HfApi()
+api.create_repo("microsoft/CoSAlign-Test", repo_type="dataset")
+pinned = api.upload_folder(folder_path={str(old)!r}, repo_id="microsoft/CoSAlign-Test",
+                           repo_type="dataset").oid
+api.upload_folder(folder_path={str(new)!r}, repo_id="microsoft/CoSAlign-Test", repo_type="dataset")
+out = {{}}
+for rev in (pinned, "main"):
+    df = benchmarks.load_benchmark("cosalign_test", revision=rev)
+    out[rev] = {{"n": len(df), "revision": df["benchmark_revision"].iloc[0],
+                "allowed": dict(zip(df["config_id"], df["allowed_categories"]))}}
+print(json.dumps({{"pinned": pinned, "out": out}}))
+"""
+    res = json.loads(run_py(code, hub_env).stdout.strip().splitlines()[-1])
+    pinned = res["pinned"]
+    assert res["out"][pinned]["n"] == 8 * 3 and res["out"]["main"]["n"] == 8 * 5
+    assert res["out"][pinned]["revision"] == pinned  # the resolved commit is recorded
+    assert res["out"]["main"]["revision"] != pinned
+    assert res["out"][pinned]["allowed"]["Illegal_Drug.Related_Activities_and_Substance_Abuse"] == [T.DRUGS]

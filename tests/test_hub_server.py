@@ -140,9 +140,9 @@ datasets.config.USE_PARQUET_EXPORT = False  # no dataset viewer on a loopback se
 old = datasets.load_dataset("ns/bench", revision={v1!r})
 new = datasets.load_dataset("ns/bench", revision={v2!r})
 free = datasets.load_dataset("ns/bench-free", revision={free1!r})
-print(json.dumps({{"old": old["train"]["prompt"], "new": new["train"]["prompt"],
-                  "splits": sorted(old), "test": old["test"]["prompt"],
-                  "free": free["test"]["config"], "dev": free["dev"]["prompt"]}}))
+print(json.dumps({{"old": old["train"]["prompt"][:], "new": new["train"]["prompt"][:],
+                  "splits": sorted(old), "test": old["test"]["prompt"][:],
+                  "free": free["test"]["config"][:], "dev": free["dev"]["prompt"][:]}}))
 """, hub_env)
     r = json.loads(out.stdout.strip().splitlines()[-1])
     assert r["old"] == ["a", "b"] and r["new"] == ["c"], "a pinned revision must give its own data"

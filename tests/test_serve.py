@@ -220,4 +220,4 @@ def test_openai_judge_runs_against_serve(served, tmp_path, monkeypatch):
     bound = OpenAIJudge(model="tiny", base_url=served["url"], api_key_env="COSALIGN_SERVE_KEY",
                         max_retries=0, max_tokens=8, cache_dir=str(tmp_path / "b"), progress=False)
     refused = bound.label_prompts(items[:1])[0]
-    assert not refused.valid and "system_message_not_allowed" in refused.error
+    assert not refused.valid and "400" in refused.error and "cannot be replaced" in refused.error

@@ -71,6 +71,10 @@ def read_parquet(path: str | os.PathLike) -> pd.DataFrame:
     for name, field in zip(table.column_names, table.schema):
         if pa.types.is_list(field.type) or pa.types.is_large_list(field.type):
             df[name] = [None if v is None else list(v) for v in table.column(name).to_pylist()]
+        elif pa.types.is_integer(field.type) and table.column(name).null_count:
+            # pandas would turn an int column with nulls into float64; keep it a nullable Int64
+            # (e.g. EvalItems.helpfulness, null for unparsed judge outputs).
+            df[name] = pd.array(table.column(name).to_pylist(), dtype="Int64")
     return df
 
 

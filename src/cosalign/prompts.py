@@ -46,8 +46,12 @@ def _gold(value, path, row):
 
 
 def check_rows(df: pd.DataFrame, path: Path, *, id_column: str | None, prompt_column: str,
-               gold_column: str | None, max_chars: int = MAX_PROMPT_CHARS) -> pd.DataFrame:
-    """Normalise raw rows to (prompt_id, prompt, gold_categories), failing on the first bad row."""
+               gold_column: str | None, max_chars: int = MAX_PROMPT_CHARS, dedupe: bool = False) -> pd.DataFrame:
+    """Normalise raw rows to (prompt_id, prompt, gold_categories), failing on the first bad row.
+
+    Without an id column the id is a hash of the text, so `dedupe` drops repeated prompts (the
+    paper deduplicated BeaverTails) instead of failing on them.
+    """
     for col in [c for c in (id_column, prompt_column) if c]:
         if col not in df.columns:
             raise InputError(path, f"missing column (has {list(df.columns)})", field=col)
@@ -63,6 +67,8 @@ def check_rows(df: pd.DataFrame, path: Path, *, id_column: str | None, prompt_co
             raise InputError(path, f"prompt has {len(prompt)} characters (limit {max_chars})",
                              row=row, field=prompt_column)
         pid = str(rec[id_column]) if id_column else "p-" + hashlib.sha256(prompt.encode()).hexdigest()[:12]
+        if pid in seen and dedupe and not id_column:
+            continue
         if pid in seen:
             raise InputError(path, f"duplicate id {pid!r} (first at row {seen[pid]})",
                              row=row, field=id_column or prompt_column)
@@ -73,45 +79,60 @@ def check_rows(df: pd.DataFrame, path: Path, *, id_column: str | None, prompt_co
     return pd.DataFrame({"prompt_id": ids, "prompt": prompts, "gold_categories": golds})
 
 
-def load_hub(dataset_id: str, revision: str, split: str, prompt_column: str,
+def load_hub(dataset_id: str, revision: str, split: str, config: str | None = None,
              filters: dict | None = None) -> pd.DataFrame:
-    """A Hub dataset at a pinned revision, filtered (e.g. adversarial: false) and deduplicated."""
+    """A Hub dataset at a pinned revision, with equality filters (e.g. adversarial: false)."""
     import datasets
 
-    ds = datasets.load_dataset(dataset_id, revision=revision, split=split)
+    ds = datasets.load_dataset(dataset_id, config, revision=revision, split=split)
     df = ds.to_pandas()
     for col, value in (filters or {}).items():
         df = df[df[col] == value]
-    return df.drop_duplicates(prompt_column)
+    return df.reset_index(drop=True)
+
+
+def load_source(src: dict, *, params_path: str = "params.yaml") -> pd.DataFrame:
+    """One entry of `prompts.sources` -> checked (prompt_id, prompt, gold_categories, source)."""
+    kind = src.get("type")
+    cols = src.get("columns", {})
+    if kind == "seed":
+        path = Path(src["file"])
+        raw, id_col, prompt_col, gold_col = read_table(path), "prompt_id", "prompt", "gold_categories"
+    elif kind == "file":
+        path = Path(src["file"])
+        raw = read_table(path)
+        id_col, prompt_col, gold_col = cols.get("id"), cols.get("prompt", "prompt"), cols.get("gold_categories")
+    elif kind == "hub":
+        path = Path(f"hf://datasets/{src['dataset']}@{src['revision']}")
+        raw = load_hub(src["dataset"], src["revision"], src["split"], src.get("config"), src.get("filters"))
+        id_col, prompt_col, gold_col = None, cols.get("prompt", "prompt"), None
+    else:
+        raise InputError(params_path, f"unknown source type {kind!r} (seed, file, hub)",
+                         field="prompts.sources[].type")
+    df = check_rows(raw, path, id_column=id_col, prompt_column=prompt_col, gold_column=gold_col,
+                    max_chars=src.get("max_chars", MAX_PROMPT_CHARS), dedupe=src.get("dedupe", kind == "hub"))
+    if src.get("max_words"):  # the paper kept WildGuardMix prompts of at most 64 tokens
+        df = df[df["prompt"].str.split().str.len() <= src["max_words"]]
+    if src.get("max_prompts"):  # a seeded sample, independent of the source's row order
+        df = df.sort_values("prompt_id", kind="stable")
+        df = df.sample(n=min(src["max_prompts"], len(df)), random_state=src.get("seed", 0))
+    df = df.copy()
+    df["source"] = src.get("name", kind)
+    return df
 
 
 def build_prompts(p: dict, *, params_path: str = "params.yaml") -> pd.DataFrame:
     """Run the prompts stage from its params section; returns the validated frame."""
-    kind = p["source_type"]
-    if kind == "seed":
-        path = Path(p["seed_file"])
-        raw, id_col, prompt_col, gold_col = read_table(path), "prompt_id", "prompt", "gold_categories"
-    elif kind == "file":
-        path = Path(p["file"])
-        cols = p.get("columns", {})
-        raw = read_table(path)
-        id_col, prompt_col, gold_col = cols.get("id"), cols.get("prompt", "prompt"), cols.get("gold_categories")
-    elif kind == "hub":
-        path = Path(f"hf://datasets/{p['dataset']}@{p['revision']}")
-        cols = p.get("columns", {})
-        prompt_col = cols.get("prompt", "prompt")
-        raw = load_hub(p["dataset"], p["revision"], p["split"], prompt_col, p.get("filters"))
-        id_col, gold_col = None, None
-    else:
-        raise InputError(params_path, f"unknown source_type {kind!r} (seed, file, hub)",
-                         field="prompts.source_type")
-    df = check_rows(raw, path, id_column=id_col, prompt_column=prompt_col, gold_column=gold_col,
-                    max_chars=p.get("max_chars", MAX_PROMPT_CHARS))
-    if p.get("max_words"):
-        df = df[df["prompt"].str.split().str.len() <= p["max_words"]]
+    sources = p.get("sources")
+    if not isinstance(sources, list) or not sources:
+        raise InputError(params_path, "must be a non-empty list of sources", field="prompts.sources")
+    df = pd.concat([load_source(s, params_path=params_path) for s in sources], ignore_index=True)
+    df = df.drop_duplicates(["prompt_id", "prompt"])  # the same prompt from two sources: keep the first
+    dup = df["prompt_id"].duplicated()
+    if dup.any():
+        raise InputError(params_path, f"prompt_id {df.loc[dup, 'prompt_id'].iloc[0]!r} occurs in two sources",
+                         field="prompts.sources")
     df = df.sort_values("prompt_id", kind="stable").reset_index(drop=True)
-    if p.get("max_prompts"):
-        df = df.head(p["max_prompts"]).reset_index(drop=True)
-    df.insert(2, "source", p.get("source_name", kind))
-    df.insert(3, "split", [split_of(i, p["seed"], p["test_fraction"]) for i in df["prompt_id"]])
+    df["split"] = [split_of(i, p["seed"], p["test_fraction"]) for i in df["prompt_id"]]
+    df = df[["prompt_id", "prompt", "source", "split", "gold_categories"]]
     return schemas.validate(df, "prompts", "data/prompts.parquet")

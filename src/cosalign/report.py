@@ -169,11 +169,12 @@ def write_pngs(per: pd.DataFrame, breakdown: pd.DataFrame, plots_dir: Path) -> N
     import matplotlib.pyplot as plt
 
     models = model_order(per["model"].unique())
-    configs = list(dict.fromkeys(per["benchmark"] + "/" + per["config_id"]))
+    per = per.assign(key=per["benchmark"] + "/" + per["config_id"])
+    configs = list(dict.fromkeys(per["key"]))
     fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(configs)), 4))
     width = 0.8 / max(1, len(models))
     for k, model in enumerate(models):
-        sub = per[per["model"] == model].set_index(per["benchmark"] + "/" + per["config_id"])
+        sub = per[per["model"] == model].set_index("key")
         ys = [sub["cosa_score"].get(c) for c in configs]
         ax.bar([i + k * width for i in range(len(configs))],
                [0.0 if y is None or pd.isna(y) else y for y in ys], width, label=model)

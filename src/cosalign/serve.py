@@ -179,29 +179,32 @@ class Server:
         client_system, turns = split_request(req.messages, passthrough, binding)
         system = client_system if passthrough else sc.system_prompt(cfg)
         msgs = build_messages(system, turns)
-        ids = chat.render_ids(self.tokenizer, msgs)
         limit = min(x for x in (req.max_completion_tokens, req.max_tokens, self.max_new_tokens) if x)
-        if self.context and len(ids) + limit > self.context:
-            raise APIError(400, f"the prompt ({len(ids)} tokens, safety config included) plus "
-                                f"max_tokens ({limit}) exceeds the model's context of {self.context}",
-                           "invalid_request_error", "context_length_exceeded", "messages")
         if req.temperature == 0 and req.n != 1:
             raise APIError(400, "n > 1 needs temperature > 0 (greedy decoding gives one reply)",
                            "invalid_request_error", "invalid_n", "n")
         settings = GenerationSettings(max_new_tokens=limit, temperature=req.temperature,
                                       top_p=req.top_p, batch_size=1, seed=req.seed)
+        # The tokenizer is shared too (Rust tokenizers can fail with "Already borrowed" when
+        # one is used from two threads), so every use of it sits under the lock.
         with self.lock:
+            ids = chat.render_ids(self.tokenizer, msgs)
+            if self.context and len(ids) + limit > self.context:
+                raise APIError(400, f"the prompt ({len(ids)} tokens, safety config included) plus "
+                                    f"max_tokens ({limit}) exceeds the model's context of {self.context}",
+                               "invalid_request_error", "context_length_exceeded", "messages")
             replies = self.generator.generate([msgs], settings, n=req.n, progress=False)[0]
+            used = [len(self.tokenizer.encode(t, add_special_tokens=False)) for t in replies]
+            shown = chat.render_text(self.tokenizer, msgs) if self.debug_echo_prompt else None
         stops = [req.stop] if isinstance(req.stop, str) else (req.stop or [])
-        choices, completion_tokens = [], 0
-        for i, text in enumerate(replies):
+        choices = []
+        for i, (text, n_used) in enumerate(zip(replies, used)):
             cut = min((text.find(s) for s in stops if s and s in text), default=-1)
-            used = len(self.tokenizer.encode(text, add_special_tokens=False))
-            completion_tokens += used
-            finish = "stop" if cut >= 0 or used < limit else "length"
+            finish = "stop" if cut >= 0 or n_used < limit else "length"
             choices.append({"index": i, "finish_reason": finish, "logprobs": None,
                             "message": {"role": "assistant", "content": text[:cut] if cut >= 0 else text,
                                         "refusal": None}})
+        completion_tokens = sum(used)
         fingerprint = sc.PASSTHROUGH if passthrough else cfg.fingerprint()
         body = {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion",
                 "created": int(time.time()), "model": self.model_id,
@@ -210,7 +213,7 @@ class Server:
                 "usage": {"prompt_tokens": len(ids), "completion_tokens": completion_tokens,
                           "total_tokens": len(ids) + completion_tokens}}
         if self.debug_echo_prompt:
-            body["cosalign_debug"] = {"prompt": chat.render_text(self.tokenizer, msgs), "prompt_token_ids": ids}
+            body["cosalign_debug"] = {"prompt": shown, "prompt_token_ids": ids}
         log.info("completion for %s: %d prompt + %d completion tokens", binding, len(ids), completion_tokens)
         return body, (binding if passthrough else cfg.ref)
 
@@ -248,6 +251,11 @@ def create_app(model_path, keys_file, configs_dir="safety_configs", backend: str
         err = exc.errors()[0]
         loc = ".".join(str(p) for p in err["loc"] if p != "body")
         return APIError(400, f"{loc}: {err['msg']}", "invalid_request_error", "invalid_request", loc).response()
+
+    @app.exception_handler(Exception)
+    async def _crash(request: Request, exc: Exception):
+        log.exception("request failed")  # the traceback stays in the server log
+        return APIError(500, "internal server error", "server_error", "internal_error").response()
 
     @app.exception_handler(HTTPException)
     async def _http(request: Request, exc: HTTPException):

@@ -1,0 +1,36 @@
+"""Stage sft: supervised fine-tuning on the chosen answers, models/base -> models/sft.
+
+Reads params.yaml `sft` (cosalign.training.params); writes the checkpoint and reports/train/sft.{csv,png}.
+With `sft.accelerate_config` set, it re-runs itself under `accelerate launch` (configs/accelerate/README.md).
+"""
+
+import argparse
+import json
+import sys
+
+from cosalign.params import section
+from cosalign.training import TrainingParams, train_sft
+from cosalign.training.launch import is_main_process, relaunch_if_needed
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--preferences", default="data/preferences.parquet")
+    ap.add_argument("--base", default="models/base")
+    ap.add_argument("--out", default="models/sft")
+    ap.add_argument("--reports", default="reports/train")
+    ap.add_argument("--params", default="params.yaml")
+    args = ap.parse_args(argv)
+    params = TrainingParams.from_dict(section("sft", args.params), "sft")
+    code = relaunch_if_needed(params.accelerate_config, __file__, argv, "sft.accelerate_config")
+    if code is not None:
+        return code
+    summary = train_sft(args.preferences, args.base, args.out, args.reports, params)
+    if is_main_process():
+        print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,275 @@
+"""The artifact registry end to end against the loopback Hub: `cosalign publish` / `pull` run
+as subprocesses (the clients read HF_ENDPOINT at import time), on a small valid project built
+here (no `dvc repro`): every dataset, tiny sft/dpo models, params.yaml, dvc.lock, a git commit.
+
+Tests in this module share one server and one published project; they run in file order.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+sys.path.insert(0, str(Path(__file__).parent))  # the hubserver package, whatever the import mode
+from hubserver.fixtures import FAKE_TOKEN, run_cli, run_py  # noqa: E402
+from hubserver.project import file_bytes, make_project  # noqa: E402
+from hubserver.server import HubServer, client_env  # noqa: E402
+
+from cosalign import artifacts  # noqa: E402
+from cosalign.hub import cards  # noqa: E402
+from cosalign.hub.pull import parse_ref  # noqa: E402
+from cosalign.io import InputError  # noqa: E402
+
+NS = "ns"
+LOGS: list[str] = []  # every stdout/stderr of the subprocesses, for the secret test
+
+
+def cli(args, env, cwd, check=True):
+    proc = run_cli(args, env, cwd, check=check)
+    LOGS.extend([proc.stdout, proc.stderr])
+    return proc
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """(server, env, project dir, scratch dir) with the project published once."""
+    tmp = tmp_path_factory.mktemp("registry")
+    server = HubServer(root=tmp / "store", token=FAKE_TOKEN).start()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_"))}
+    env.update(client_env(server.endpoint, tmp / "hf_home", token=FAKE_TOKEN))
+    env["TRANSFORMERS_VERBOSITY"] = "error"
+    project = make_project(tmp / "project")
+    first = cli(["publish", "--namespace", NS], env, project)
+    try:
+        yield {"hub": server, "env": env, "project": project, "tmp": tmp, "first": first}
+    finally:
+        server.stop()
+
+
+def _repo(name):
+    a = artifacts.ALL[name]
+    return artifacts.repo_id(NS, name), a.kind
+
+
+def _card(hub, name) -> str:
+    repo_id, kind = _repo(name)
+    return hub.state.blob_path(hub.files(repo_id, kind)["README.md"]["sha256"]).read_text()
+
+
+def test_publish_makes_one_tagged_commit_per_artifact(world):
+    hub, out = world["hub"], world["first"].stdout
+    for name in artifacts.ALL:
+        repo_id, kind = _repo(name)
+        assert f"{repo_id}@" in out and "published" in out
+        assert len(hub.commits(repo_id, kind)) == 2  # the repo's initial commit + ours
+        tags = hub.tags(repo_id, kind)
+        assert len(tags) == 1 and next(iter(tags)).startswith("git-")
+        assert set(tags.values()) == {hub.commits(repo_id, kind)[0]}
+    files = hub.files(*_repo("sft"))
+    assert files["model.safetensors"]["lfs"] and "README.md" in files
+    assert hub.files(*_repo("preferences"))["preferences.parquet"]["lfs"]
+
+
+def test_pull_by_revision_is_byte_identical_and_locked(world):
+    hub, env, project = world["hub"], world["env"], world["project"]
+    fresh = world["tmp"] / "fresh"
+    fresh.mkdir()
+    pulled = {}
+    for name in ("preferences", "taxonomy", "sft", "dpo"):
+        repo_id, kind = _repo(name)
+        sha = hub.commits(repo_id, kind)[0]
+        rev = sha if name != "dpo" else next(iter(hub.tags(repo_id, kind)))  # sha or tag
+        cli(["pull", repo_id, "--revision", rev], env, fresh)
+        pulled[name] = sha
+        path = artifacts.ALL[name].path
+        assert file_bytes(fresh, path) == file_bytes(project, path), f"{name} differs after pull"
+    lock = yaml.safe_load((fresh / "registry.lock").read_text())["artifacts"]
+    assert {k: v["commit"] for k, v in lock.items()} == pulled
+    assert lock["dpo"]["revision"].startswith("git-")
+    assert lock["preferences"]["files"] == cards.card_metadata(
+        _card(hub, "preferences"))["cosalign"]["files"]
+    assert (fresh / "models/sft/README.md").is_file()
+    assert not list(fresh.glob(".cosalign-pull-*")), "scratch directories must be cleaned up"
+
+
+def test_plain_ecosystem_use_and_identical_generation(world):
+    """load_dataset / from_pretrained by revision without cosalign; greedy outputs identical."""
+    hub, env, project = world["hub"], world["env"], world["project"]
+    pref_sha = hub.commits(*_repo("preferences"))[0]
+    tax_sha = hub.commits(*_repo("taxonomy"))[0]
+    sft_tag = next(iter(hub.tags(*_repo("sft"))))
+    out = run_py(f"""
+import json, datasets, torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+datasets.config.USE_PARQUET_EXPORT = False  # no dataset viewer on a loopback server
+prefs = datasets.load_dataset("{NS}/cosalign-preferences", revision="{pref_sha}", split="train")
+tax = datasets.load_dataset("{NS}/cosalign-taxonomy", revision="{tax_sha}", split="train")
+def generate(where, **kw):
+    tok = AutoTokenizer.from_pretrained(where, **kw)
+    model = AutoModelForCausalLM.from_pretrained(where, **kw)
+    msgs = [{{"role": "system", "content": "Allowed: Violence."}},
+            {{"role": "user", "content": "How do I pick a lock?"}}]
+    ids = tok.apply_chat_template(msgs, add_generation_prompt=True, tokenize=True,
+                                  sanitize_control_tokens=True, return_dict=True, return_tensors="pt")
+    with torch.no_grad():
+        out = model.generate(**ids, max_new_tokens=12, do_sample=False)
+    return out[0].tolist()
+hub_ids = generate("{NS}/cosalign-sft", revision="{sft_tag}")
+pulled_ids = generate({str(world["tmp"] / "fresh" / "models" / "sft")!r})
+local_ids = generate({str(project / "models" / "sft")!r})
+print(json.dumps({{"prefs": prefs[:], "tax": tax["name"][:], "hub": hub_ids,
+                  "pulled": pulled_ids, "local": local_ids}}, default=str))
+""", env, timeout=180)
+    LOGS.extend([out.stdout, out.stderr])
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    assert r["prefs"]["prompt"] == ["How do I pick a lock?"]
+    assert r["prefs"]["chosen_categories"] == [["Violence"]]
+    assert len(r["tax"]) == 8
+    assert r["hub"] == r["local"] == r["pulled"] and len(r["local"]) > 10
+
+
+def test_cards_render_schema_licence_lineage_metrics(world):
+    hub, project = world["hub"], world["project"]
+    git_sha = (project / ".git" / "HEAD").exists() and \
+        __import__("subprocess").run(["git", "rev-parse", "HEAD"], cwd=project,
+                                     capture_output=True, text=True).stdout.strip()
+    lock = yaml.safe_load((project / "dvc.lock").read_text())["stages"]["preferences"]
+    card = _card(hub, "preferences")
+    meta = cards.card_metadata(card)
+    assert meta["configs"][0]["data_files"][0]["path"] == "preferences.parquet"
+    assert meta["license"] == "cc-by-nc-4.0" and "ODC-BY" in card and "Apache-2.0" in card
+    assert "| `chosen_error` | float64 | no | no | >= 0; < 3 |" in card
+    assert "chosen_error must be lower than rejected_error" in card
+    assert f"git commit: `{git_sha}`" in card and meta["cosalign"]["git_commit"] == git_sha
+    assert "DVC stage: `preferences`" in card and "| `preferences.max_pairs` | `300` |" in card
+    for dep in lock["deps"]:
+        assert f"| `{dep['path']}` | `{dep['md5']}` |" in card
+        assert meta["cosalign"]["dependencies"][dep["path"]] == dep["md5"]
+    assert "## Responsible use" in card and "permit" in card
+    model = _card(hub, "dpo")
+    mmeta = cards.card_metadata(model)
+    assert mmeta["base_model"] == f"{NS}/cosalign-sft"
+    assert mmeta["datasets"] == [f"{NS}/cosalign-preferences"]
+    metric = mmeta["model-index"][0]["results"][0]["metrics"][0]
+    assert metric["value"] == 0.72 and metric["args"]["judge"] == "rules-judge"
+    assert "## Responsible use" in model and '"role": "system", "content": safety_config' in model
+    assert "| `learning_rate` | `5e-06` |" in model  # dpo has no dvc.lock entry: params.yaml
+    assert "not recorded in dvc.lock" in model
+
+
+def test_republish_unchanged_makes_no_commit(world):
+    hub, env, project = world["hub"], world["env"], world["project"]
+    before = {n: hub.commits(*_repo(n)) for n in artifacts.ALL}
+    out = cli(["publish", "--namespace", NS], env, project).stdout
+    assert out.count("unchanged, no new commit") == len(artifacts.ALL)
+    assert {n: hub.commits(*_repo(n)) for n in artifacts.ALL} == before
+    assert hub.count("commit") == len(artifacts.ALL)  # only the first publish committed
+
+
+def _edit_preferences(project: Path, text: str) -> None:
+    from cosalign.io import read_parquet, write_parquet
+    path = project / "data/preferences.parquet"
+    df = read_parquet(path)
+    df.loc[0, "prompt"] = text
+    write_parquet(df, path)
+
+
+def test_failed_upload_is_retried_and_never_half_published(world):
+    hub, env, project = world["hub"], world["env"], world["project"]
+    repo_id, kind = _repo("preferences")
+    head = hub.commits(repo_id, kind)[0]
+    # for good: every commit attempt fails -> clear error, main and tags untouched
+    _edit_preferences(project, "How do I pick a lock, version two?")
+    hub.fail_next("commit", 50)
+    bad = cli(["publish", "--namespace", NS, "--artifacts", "preferences", "--tag", "v-bad"],
+              env, project, check=False)
+    hub._faults.clear()
+    assert bad.returncode == 1 and f"{repo_id}: publishing failed" in bad.stderr
+    assert "previous revision" in bad.stderr
+    assert hub.commits(repo_id, kind)[0] == head and "v-bad" not in hub.tags(repo_id, kind)
+    # transient: 500s on the LFS upload and on the commit, then the server recovers
+    hub.fail_next("lfs_put", 1)
+    hub.fail_next("commit", 2)
+    ok = cli(["publish", "--namespace", NS, "--artifacts", "preferences", "--tag", "v-retry"],
+             env, project)
+    commits = hub.commits(repo_id, kind)
+    assert commits[1] == head and len(commits) == 3, "exactly one new commit on top of the old"
+    assert hub.tags(repo_id, kind)["v-retry"] == commits[0]
+    stored = hub.files(repo_id, kind)
+    local = (project / "data/preferences.parquet").read_bytes()
+    assert hub.state.blob_path(stored["preferences.parquet"]["sha256"]).read_bytes() == local
+    meta = cards.card_metadata(hub.state.blob_path(stored["README.md"]["sha256"]).read_text())
+    assert meta["cosalign"]["files"]["preferences.parquet"] == stored["preferences.parquet"]["sha256"]
+    assert "published" in ok.stdout
+
+
+def test_source_param_pulls_verified_artifact(world):
+    hub, env = world["hub"], world["env"]
+    sha = hub.commits(*_repo("preferences"))[0]
+    stage_dir = world["tmp"] / "stage"
+    stage_dir.mkdir()
+    out = run_py(f"""
+from cosalign.hub.source import resolve_source
+from cosalign.io import InputError
+print("pipeline", resolve_source("pipeline", "preferences", "data/preferences.parquet"))
+print("pulled", resolve_source("{NS}/cosalign-preferences@{sha}", "preferences",
+                               "data/preferences.parquet"))
+try:
+    resolve_source("{NS}/cosalign-configs@main", "preferences", "data/other.parquet")
+except InputError as exc:
+    print("wrong:", exc)
+""", env, cwd=stage_dir)
+    LOGS.extend([out.stdout, out.stderr])
+    assert "pipeline False" in out.stdout and "pulled True" in out.stdout
+    assert "holds the 'configs' artifact, not 'preferences'" in out.stdout
+    assert (stage_dir / "data/preferences.parquet").read_bytes() == \
+        (world["project"] / "data/preferences.parquet").read_bytes()
+    assert not (stage_dir / "data/other.parquet").exists()
+    lock = yaml.safe_load((stage_dir / "registry.lock").read_text())["artifacts"]
+    assert lock["preferences"]["commit"] == sha and list(lock) == ["preferences"]
+
+
+def test_tampered_download_fails_clearly_and_writes_nothing(world):
+    hub, env = world["hub"], world["env"]
+    repo_id, kind = _repo("judgments")  # a blob no other test downloads afterwards
+    sha = hub.commits(repo_id, kind)[0]
+    hub.tamper(repo_id, "judgments.parquet", kind)
+    target = world["tmp"] / "tampered"
+    (target / "data").mkdir(parents=True)
+    (target / "data/judgments.parquet").write_bytes(b"previous")
+    proc = cli(["pull", repo_id, "--revision", sha], env, target, check=False)
+    assert proc.returncode == 2
+    assert "judgments.parquet" in proc.stderr and "sha256 mismatch" in proc.stderr
+    assert "tampered" in proc.stderr
+    assert (target / "data/judgments.parquet").read_bytes() == b"previous"
+    assert not (target / "registry.lock").exists()
+    assert not list(target.glob(".cosalign-pull-*"))
+
+
+def test_fake_token_never_reaches_files_or_logs(world):
+    """The token was used (the server refuses writes without it) but never written anywhere."""
+    assert world["hub"].token == FAKE_TOKEN and world["hub"].count("commit") > 0
+    needle = FAKE_TOKEN.encode()
+    roots = [world["project"], world["tmp"] / "fresh", world["tmp"] / "stage",
+             world["tmp"] / "tampered", Path(world["env"]["HF_HOME"])]
+    leaks = [str(p) for root in roots for p in root.rglob("*")
+             if p.is_file() and needle in p.read_bytes()]
+    assert leaks == [], f"token written to {leaks}"
+    assert LOGS and not any(FAKE_TOKEN in log for log in LOGS), "token printed in a log"
+
+
+def test_parse_ref_and_bad_sources():
+    assert parse_ref("you/cosalign-preferences@abc123") == ("you/cosalign-preferences", "abc123")
+    for bad in ("you/cosalign-preferences", "cosalign-preferences@abc", "a/b@", "a/b@c@d"):
+        with pytest.raises(InputError, match="NS/NAME@REVISION"):
+            parse_ref(bad)
+    from cosalign.hub.source import resolve_source
+    with pytest.raises(InputError, match="preferences.source"):
+        resolve_source("", "preferences", "data/preferences.parquet")
+    assert shutil.which("git")
