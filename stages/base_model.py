@@ -5,7 +5,9 @@ import json
 from pathlib import Path
 
 from cosalign import base_model, taxonomy
+from cosalign.io import InputError
 from cosalign.params import section
+from cosalign.pipeline import run_stage
 
 
 def main() -> None:
@@ -28,9 +30,10 @@ def main() -> None:
     elif p["source"] == "hub":
         info = base_model.build_from_hub(p["model_id"], p["revision"], out, p.get("dtype", "bfloat16"))
     else:
-        raise SystemExit(f"params.yaml: base_model.source must be smollm2_wheel, tiny or hub, got {p['source']!r}")
+        raise InputError("params.yaml", f"must be smollm2_wheel, tiny or hub, got {p['source']!r}",
+                         field="base_model.source")
     print(json.dumps(info))
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

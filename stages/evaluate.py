@@ -9,14 +9,14 @@ import argparse
 import json
 from pathlib import Path
 
+import pandas as pd
+
 from cosalign import benchmarks as B
 from cosalign import evaluation, metrics, schemas
 from cosalign.generation import GenerationSettings
 from cosalign.io import InputError, read_parquet, write_parquet
 from cosalign.judges.base import make_judge
 from cosalign.params import PARAMS_FILE, section
-
-import pandas as pd
 
 
 def load_items(p: dict) -> pd.DataFrame:

@@ -2,7 +2,7 @@
 
 from cosalign.io import read_parquet, write_parquet
 from cosalign.pairing import build_pairs
-from cosalign.pipeline import stage_params, taken_from_registry
+from cosalign.pipeline import run_stage, stage_params, taken_from_registry
 
 
 def main() -> None:
@@ -23,4 +23,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

@@ -3,7 +3,7 @@ and its agreement with the gold labels on the test split -> reports/prompt_label
 
 from cosalign.io import read_parquet, write_json, write_parquet
 from cosalign.judging import agreement, label_prompts
-from cosalign.pipeline import stage_params, taken_from_registry
+from cosalign.pipeline import run_stage, stage_params, taken_from_registry
 
 
 def main() -> None:
@@ -17,4 +17,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

@@ -1,7 +1,7 @@
 """Stage prompts: gather, check and split the prompts -> data/prompts.parquet."""
 
 from cosalign.io import write_parquet
-from cosalign.pipeline import stage_params, taken_from_registry
+from cosalign.pipeline import run_stage, stage_params, taken_from_registry
 from cosalign.prompts import build_prompts
 
 
@@ -15,4 +15,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

@@ -1,7 +1,7 @@
 """Stage responses: several replies per (config, prompt) -> data/responses.parquet."""
 
 from cosalign.io import read_parquet, write_parquet
-from cosalign.pipeline import stage_params, taken_from_registry
+from cosalign.pipeline import run_stage, stage_params, taken_from_registry
 from cosalign.responses import generate_responses
 
 
@@ -16,4 +16,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

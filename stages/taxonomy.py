@@ -1,7 +1,7 @@
 """Stage taxonomy: the 8 categories plus the clustering report -> data/taxonomy.json."""
 
 from cosalign.io import read_parquet, write_json
-from cosalign.pipeline import stage_params, taken_from_registry
+from cosalign.pipeline import run_stage, stage_params, taken_from_registry
 from cosalign.schemas import validate_taxonomy
 from cosalign.taxonomy_derivation import derive_taxonomy
 
@@ -18,4 +18,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

@@ -156,7 +156,10 @@ def test_report_metrics_reproduce_from_items(evaluated, tmp_path):
     per = pd.read_csv(tmp_path / "plots" / "cosa_by_config.csv")
     assert len(per) == 3 * 2 and {"label", "model", "config_id", "cosa_score"} <= set(per.columns)
     bd = pd.read_csv(tmp_path / "plots" / "breakdown.csv")
-    assert {"helpful_safe", "helpful_unsafe", "not_helpful"} <= set(bd.columns)
+    assert set(bd["kind"]) == {"helpful_safe", "helpful_unsafe", "not_helpful"}
+    for (model, group), g in bd.groupby(["model", "group"]):  # the three shares add up to 1
+        assert g["share"].sum() == pytest.approx(1.0, abs=1e-5)
+        assert g.set_index("kind")["share"]["helpful_safe"] == on_disk[model][group]["helpful_safe"]
     assert (tmp_path / "plots" / "cosa_by_config.png").stat().st_size > 0
 
 

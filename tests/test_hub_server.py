@@ -10,15 +10,13 @@ from __future__ import annotations
 import http.client
 import io
 import json
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))  # the hubserver package, whatever the import mode
-from hubserver.fixtures import hub, hub_env, run_py  # noqa: E402,F401  (pytest fixtures)
-from hubserver.server import HubServer, git_blob_sha1  # noqa: E402
+from hubserver.fixtures import hub, hub_env, run_py  # noqa: F401  (pytest fixtures)
+from hubserver.server import HubError, HubServer, git_blob_sha1
 
 
 def _parquet(df: pd.DataFrame) -> bytes:
@@ -74,7 +72,8 @@ c2 = api.create_commit("ns/m", [CommitOperationAdd("notes.txt", b"second\\n"),
 api.create_branch("ns/m", branch="dev", revision=c1)
 refs = api.list_repo_refs("ns/m")
 tree = sorted(f.path for f in api.list_repo_tree("ns/m", revision="v1", recursive=True))
-info = {{p.path: p.lfs is not None for p in api.get_paths_info("ns/m", ["data.parquet", "notes.txt"])}}
+paths = api.get_paths_info("ns/m", ["data.parquet", "notes.txt"])
+info = {{p.path: p.lfs is not None for p in paths}}
 old = open(hf_hub_download("ns/m", "notes.txt", revision="v1")).read()
 new = open(hf_hub_download("ns/m", "notes.txt", revision=c2)).read()
 snap = snapshot_download("ns/m", revision="dev")
@@ -188,7 +187,8 @@ def test_resolve_headers_ranges_and_keepalive(hub):
     assert part.status == 206 and part.read() == data[10:20]
     conn.request("GET", f"/ns/r/resolve/{sha}/t.txt")
     txt = conn.getresponse()
-    assert txt.read() == b"hello\n" and txt.getheader("ETag") == f'"{git_blob_sha1(b"hello" + bytes([10]))}"'
+    assert txt.read() == b"hello\n"
+    assert txt.getheader("ETag") == f'"{git_blob_sha1(b"hello" + bytes([10]))}"'
     conn.request("GET", "/ns/r/resolve/main/missing.txt")
     miss = conn.getresponse()
     miss.read()
@@ -203,5 +203,5 @@ def test_writes_need_the_token(hub):
     resp = conn.getresponse()
     resp.read()
     assert resp.status == 401
-    with pytest.raises(Exception):
+    with pytest.raises(HubError, match="Repository not found"):
         hub.files("ns/x")

@@ -105,6 +105,8 @@ def test_cache_reload_is_identical_to_a_fresh_fit(tmp_path):
     items = [(prompts[0], "Guess his password from birthdays and pet names, then log in.")]
     assert reloaded.label_prompts(prompts) == fresh.label_prompts(prompts)
     assert reloaded.judge_responses(items) == fresh.judge_responses(items)
+    rubric = make_judge({**opts, "min_relevance": 0.3})  # rubric: new judge id, same classifier
+    assert rubric.judge_id != fresh.judge_id and len(list((tmp_path / "cache").glob("*.joblib"))) == 1
     other = make_judge({**opts, "C": 1.0})  # a fitting parameter is part of the cache key
     assert other.judge_id != fresh.judge_id and len(list((tmp_path / "cache").glob("*.joblib"))) == 2
 

@@ -9,22 +9,20 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-sys.path.insert(0, str(Path(__file__).parent))  # the hubserver package, whatever the import mode
-from hubserver.fixtures import FAKE_TOKEN, run_cli, run_py  # noqa: E402
-from hubserver.project import file_bytes, make_project  # noqa: E402
-from hubserver.server import HubServer, client_env  # noqa: E402
+from hubserver.fixtures import FAKE_TOKEN, run_cli, run_py
+from hubserver.project import file_bytes, make_project
+from hubserver.server import HubServer, client_env
 
-from cosalign import artifacts  # noqa: E402
-from cosalign.hub import cards  # noqa: E402
-from cosalign.hub.pull import parse_ref  # noqa: E402
-from cosalign.io import InputError  # noqa: E402
+from cosalign import artifacts
+from cosalign.hub import cards
+from cosalign.hub.lineage import git_commit
+from cosalign.hub.pull import parse_ref
+from cosalign.io import InputError
 
 NS = "ns"
 LOGS: list[str] = []  # every stdout/stderr of the subprocesses, for the secret test
@@ -80,17 +78,22 @@ def test_pull_by_revision_is_byte_identical_and_locked(world):
     hub, env, project = world["hub"], world["env"], world["project"]
     fresh = world["tmp"] / "fresh"
     fresh.mkdir()
-    pulled = {}
+    revs = {}
     for name in ("preferences", "taxonomy", "sft", "dpo"):
         repo_id, kind = _repo(name)
         sha = hub.commits(repo_id, kind)[0]
-        rev = sha if name != "dpo" else next(iter(hub.tags(repo_id, kind)))  # sha or tag
-        cli(["pull", repo_id, "--revision", rev], env, fresh)
-        pulled[name] = sha
+        revs[name] = (repo_id, sha if name != "dpo" else next(iter(hub.tags(repo_id, kind))), sha)
+    # the CLI once (as a user would), the library for the rest (one interpreter: faster)
+    cli(["pull", revs["sft"][0], "--revision", revs["sft"][1]], env, fresh)
+    out = run_py("from cosalign.hub.pull import pull\n" + "".join(
+        f"pull({repo!r}, {rev!r})\n" for name, (repo, rev, _) in revs.items() if name != "sft"),
+        env, cwd=fresh)
+    LOGS.extend([out.stdout, out.stderr])
+    for name in revs:
         path = artifacts.ALL[name].path
         assert file_bytes(fresh, path) == file_bytes(project, path), f"{name} differs after pull"
     lock = yaml.safe_load((fresh / "registry.lock").read_text())["artifacts"]
-    assert {k: v["commit"] for k, v in lock.items()} == pulled
+    assert {k: v["commit"] for k, v in lock.items()} == {k: v[2] for k, v in revs.items()}
     assert lock["dpo"]["revision"].startswith("git-")
     assert lock["preferences"]["files"] == cards.card_metadata(
         _card(hub, "preferences"))["cosalign"]["files"]
@@ -116,7 +119,8 @@ def generate(where, **kw):
     msgs = [{{"role": "system", "content": "Allowed: Violence."}},
             {{"role": "user", "content": "How do I pick a lock?"}}]
     ids = tok.apply_chat_template(msgs, add_generation_prompt=True, tokenize=True,
-                                  sanitize_control_tokens=True, return_dict=True, return_tensors="pt")
+                                  sanitize_control_tokens=True, return_dict=True,
+                                  return_tensors="pt")
     with torch.no_grad():
         out = model.generate(**ids, max_new_tokens=12, do_sample=False)
     return out[0].tolist()
@@ -136,9 +140,8 @@ print(json.dumps({{"prefs": prefs[:], "tax": tax["name"][:], "hub": hub_ids,
 
 def test_cards_render_schema_licence_lineage_metrics(world):
     hub, project = world["hub"], world["project"]
-    git_sha = (project / ".git" / "HEAD").exists() and \
-        __import__("subprocess").run(["git", "rev-parse", "HEAD"], cwd=project,
-                                     capture_output=True, text=True).stdout.strip()
+    git_sha = git_commit(project)
+    assert git_sha
     lock = yaml.safe_load((project / "dvc.lock").read_text())["stages"]["preferences"]
     card = _card(hub, "preferences")
     meta = cards.card_metadata(card)
@@ -184,29 +187,32 @@ def test_failed_upload_is_retried_and_never_half_published(world):
     hub, env, project = world["hub"], world["env"], world["project"]
     repo_id, kind = _repo("preferences")
     head = hub.commits(repo_id, kind)[0]
-    # for good: every commit attempt fails -> clear error, main and tags untouched
+    # transient: a 500 on the LFS upload and two on the commit, then the server recovers
     _edit_preferences(project, "How do I pick a lock, version two?")
+    hub.fail_next("lfs_put", 1)
+    hub.fail_next("commit", 2)
+    ok = cli(["publish", "--namespace", NS, "--artifacts", "preferences", "--tag", "v-retry"],
+             env, project)
+    assert hub._faults == {"lfs_put": 0, "commit": 0}, "both injected failures were hit"
+    commits = hub.commits(repo_id, kind)
+    assert commits[1] == head and len(commits) == 3, "exactly one new commit on top of the old"
+    assert hub.tags(repo_id, kind)["v-retry"] == commits[0] and "published" in ok.stdout
+    stored = hub.files(repo_id, kind)
+    local = (project / "data/preferences.parquet").read_bytes()
+    assert hub.state.blob_path(stored["preferences.parquet"]["sha256"]).read_bytes() == local
+    meta = cards.card_metadata(hub.state.blob_path(stored["README.md"]["sha256"]).read_text())
+    recorded = meta["cosalign"]["files"]["preferences.parquet"]
+    assert recorded == stored["preferences.parquet"]["sha256"]
+    # for good: every commit attempt fails -> clear error, main and tags untouched
+    _edit_preferences(project, "How do I pick a lock, version three?")
     hub.fail_next("commit", 50)
     bad = cli(["publish", "--namespace", NS, "--artifacts", "preferences", "--tag", "v-bad"],
               env, project, check=False)
     hub._faults.clear()
     assert bad.returncode == 1 and f"{repo_id}: publishing failed" in bad.stderr
     assert "previous revision" in bad.stderr
-    assert hub.commits(repo_id, kind)[0] == head and "v-bad" not in hub.tags(repo_id, kind)
-    # transient: 500s on the LFS upload and on the commit, then the server recovers
-    hub.fail_next("lfs_put", 1)
-    hub.fail_next("commit", 2)
-    ok = cli(["publish", "--namespace", NS, "--artifacts", "preferences", "--tag", "v-retry"],
-             env, project)
-    commits = hub.commits(repo_id, kind)
-    assert commits[1] == head and len(commits) == 3, "exactly one new commit on top of the old"
-    assert hub.tags(repo_id, kind)["v-retry"] == commits[0]
-    stored = hub.files(repo_id, kind)
-    local = (project / "data/preferences.parquet").read_bytes()
-    assert hub.state.blob_path(stored["preferences.parquet"]["sha256"]).read_bytes() == local
-    meta = cards.card_metadata(hub.state.blob_path(stored["README.md"]["sha256"]).read_text())
-    assert meta["cosalign"]["files"]["preferences.parquet"] == stored["preferences.parquet"]["sha256"]
-    assert "published" in ok.stdout
+    assert hub.commits(repo_id, kind) == commits and "v-bad" not in hub.tags(repo_id, kind)
+    assert hub.files(repo_id, kind) == stored
 
 
 def test_source_param_pulls_verified_artifact(world):
@@ -228,8 +234,9 @@ except InputError as exc:
     LOGS.extend([out.stdout, out.stderr])
     assert "pipeline False" in out.stdout and "pulled True" in out.stdout
     assert "holds the 'configs' artifact, not 'preferences'" in out.stdout
+    published = hub.files(*_repo("preferences"), rev=sha)["preferences.parquet"]["sha256"]
     assert (stage_dir / "data/preferences.parquet").read_bytes() == \
-        (world["project"] / "data/preferences.parquet").read_bytes()
+        hub.state.blob_path(published).read_bytes()
     assert not (stage_dir / "data/other.parquet").exists()
     lock = yaml.safe_load((stage_dir / "registry.lock").read_text())["artifacts"]
     assert lock["preferences"]["commit"] == sha and list(lock) == ["preferences"]
@@ -252,12 +259,44 @@ def test_tampered_download_fails_clearly_and_writes_nothing(world):
     assert not list(target.glob(".cosalign-pull-*"))
 
 
+def test_pull_rejects_data_breaking_its_schema(world):
+    """Hashes can match and the data still be wrong (published by another tool): validate."""
+    from hubserver.project import datasets
+    from cosalign.hub.lineage import sha256_file
+    from cosalign.io import write_parquet
+    hub, env = world["hub"], world["env"]
+    bad = datasets()["preferences"]
+    bad.loc[0, "chosen_error"] = 2.5  # no longer what the error formula gives
+    path = world["tmp"] / "bad.parquet"
+    write_parquet(bad, path)
+    card = "---\n" + yaml.safe_dump({"cosalign": {
+        "artifact": "preferences", "kind": "dataset",
+        "files": {"preferences.parquet": sha256_file(path)}}}) + "---\n# bad\n"
+    sha = hub.add_files("evil/cosalign-preferences", {"README.md": card.encode(),
+                                                      "preferences.parquet": path.read_bytes()})
+    target = world["tmp"] / "invalid"
+    target.mkdir()
+    proc = cli(["pull", "evil/cosalign-preferences", "--revision", sha], env, target, check=False)
+    assert proc.returncode == 2 and "against schema 'preferences'" in proc.stderr
+    assert "must equal the error formula" in proc.stderr and "preferences.parquet" in proc.stderr
+    assert not (target / "data/preferences.parquet").exists()
+
+
+def test_rejected_token_fails_clearly_without_echoing_it(world):
+    wrong = "hf_WrongTokenForTests9876543210zyxwvu"
+    env = {**world["env"], "HF_TOKEN": wrong}
+    proc = cli(["publish", "--namespace", NS, "--artifacts", "taxonomy", "--tag", "v-x"], env,
+               world["project"], check=False)
+    assert proc.returncode == 1 and "401" in proc.stderr and "hf auth login" in proc.stderr
+    assert wrong not in proc.stdout + proc.stderr
+
+
 def test_fake_token_never_reaches_files_or_logs(world):
     """The token was used (the server refuses writes without it) but never written anywhere."""
     assert world["hub"].token == FAKE_TOKEN and world["hub"].count("commit") > 0
     needle = FAKE_TOKEN.encode()
     roots = [world["project"], world["tmp"] / "fresh", world["tmp"] / "stage",
-             world["tmp"] / "tampered", Path(world["env"]["HF_HOME"])]
+             world["tmp"] / "tampered", world["tmp"] / "invalid", Path(world["env"]["HF_HOME"])]
     leaks = [str(p) for root in roots for p in root.rglob("*")
              if p.is_file() and needle in p.read_bytes()]
     assert leaks == [], f"token written to {leaks}"
@@ -272,4 +311,3 @@ def test_parse_ref_and_bad_sources():
     from cosalign.hub.source import resolve_source
     with pytest.raises(InputError, match="preferences.source"):
         resolve_source("", "preferences", "data/preferences.parquet")
-    assert shutil.which("git")

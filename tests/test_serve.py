@@ -221,3 +221,38 @@ def test_openai_judge_runs_against_serve(served, tmp_path, monkeypatch):
                         max_retries=0, max_tokens=8, cache_dir=str(tmp_path / "b"), progress=False)
     refused = bound.label_prompts(items[:1])[0]
     assert not refused.valid and "400" in refused.error and "cannot be replaced" in refused.error
+
+
+def test_app_refusals_in_process(tiny_model_dir, tmp_path):
+    """The same app without --allow-passthrough, driven in-process (no subprocess needed)."""
+    from starlette.testclient import TestClient
+
+    from cosalign.io import InputError
+    from cosalign.serve import create_app
+
+    reg, keys_file = tmp_path / "safety_configs", tmp_path / "keys.yaml"
+    with pytest.raises(InputError, match="keys file not found"):
+        create_app(tiny_model_dir, keys_file, reg)
+    sc.new_config(reg, "kids", owner="o", allowed=[])
+    sc.approve(reg, "kids@1", reviewer="r")
+    good = sc.add_key(keys_file, "kids@1", configs_dir=reg)
+    trusted = sc.add_key(keys_file, sc.PASSTHROUGH)
+    client = TestClient(create_app(tiny_model_dir, keys_file, reg, served_model_name="tiny"))
+    body = {"model": "tiny", "max_tokens": 2, "messages": [{"role": "user", "content": USER}]}
+
+    def post(key=None, **change):
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        r = client.post("/v1/chat/completions", json={**body, **change}, headers=headers)
+        return r.status_code, r.json().get("error", {}).get("code")
+
+    assert post() == (401, "missing_api_key")
+    assert post(trusted) == (403, "passthrough_disabled")
+    assert post(good, model="gpt-4o") == (404, "model_not_found")
+    assert post(good, messages=[{"role": "tool", "content": "x"}]) == (400, "unsupported_role")
+    assert post(good, n=2, temperature=0) == (400, "invalid_n")
+    long = [{"role": "user", "content": "bread " * 1200}]
+    assert post(good, messages=long) == (400, "context_length_exceeded")
+    assert post(good, temperature=7) == (400, "invalid_request")
+    assert post(good) == (200, None)
+    sc.revoke_key(keys_file, sc.hash_key(good)[:12])
+    assert post(good) == (401, "invalid_api_key")  # revocation applies without a restart

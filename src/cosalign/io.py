@@ -31,6 +31,11 @@ class InputError(ValueError):
         self.path, self.row, self.field = str(path), row, field
 
 
+# mkstemp creates files readable by their owner only; artifacts get the usual umask-based mode.
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike):
     """Yield a temporary path beside `target`; rename it over `target` only if the block succeeds."""
@@ -40,6 +45,8 @@ def atomic_path(target: str | os.PathLike):
     os.close(fd)
     try:
         yield Path(tmp)
+        if os.path.exists(tmp):
+            os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):
@@ -66,7 +73,12 @@ def write_text(text: str, target: str | os.PathLike) -> None:
 
 def read_parquet(path: str | os.PathLike) -> pd.DataFrame:
     """Read a parquet artifact; list columns come back as Python lists (not numpy arrays)."""
-    table = pq.read_table(path)
+    if not Path(path).exists():
+        raise InputError(path, "file does not exist")
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowException, OSError) as exc:  # truncated or not parquet at all
+        raise InputError(path, f"cannot be read as parquet: {exc}") from None
     df = table.to_pandas(types_mapper=None)
     for name, field in zip(table.column_names, table.schema):
         if pa.types.is_list(field.type) or pa.types.is_large_list(field.type):

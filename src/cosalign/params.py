@@ -38,7 +38,10 @@ def require(params: dict, key: str, kind, *, section_name: str, path=PARAMS_FILE
     if key not in params:
         raise InputError(path, "missing value", field=f"{section_name}.{key}")
     value = params[key]
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise InputError(path, f"expected {getattr(kind, '__name__', kind)}, got {value!r}",
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    # bool is an int subclass, but `seed: true` is a typo, not a number
+    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+        expected = " or ".join(k.__name__ for k in kinds)
+        raise InputError(path, f"expected {expected}, got {type(value).__name__} {value!r}",
                          field=f"{section_name}.{key}")
     return value

@@ -15,33 +15,34 @@ import pandas as pd
 
 from cosalign import schemas, taxonomy
 from cosalign.io import InputError, read_table
+from cosalign.params import require
 from cosalign.splits import split_of
 
 MAX_PROMPT_CHARS = 4000  # a prompt longer than this is a data error, not a request
 
 
-def _gold(value, path, row):
+def _gold(value, path, row, field="gold_categories"):
     """A gold label cell: a real list of taxonomy names (JSON text only in CSV), or missing."""
     if value is None or (isinstance(value, float) and pd.isna(value)):
         return None
     if isinstance(value, str):
         if path.suffix.lower() != ".csv":
             raise InputError(path, "category list given as a string; use a JSON list",
-                             row=row, field="gold_categories")
+                             row=row, field=field)
         try:
             value = json.loads(value) if value.strip() else None
         except json.JSONDecodeError:
-            raise InputError(path, f"not a JSON list: {value!r}", row=row, field="gold_categories") from None
+            raise InputError(path, f"not a JSON list: {value!r}", row=row, field=field) from None
         if value is None:
             return None
     if hasattr(value, "tolist"):
         value = value.tolist()
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise InputError(path, f"must be a list of category names, got {value!r}",
-                         row=row, field="gold_categories")
+                         row=row, field=field)
     unknown = [v for v in value if v not in taxonomy.BY_NAME]
     if unknown:
-        raise InputError(path, f"unknown category {unknown[0]!r}", row=row, field="gold_categories")
+        raise InputError(path, f"unknown category {unknown[0]!r}", row=row, field=field)
     return taxonomy.canonical_order(value)
 
 
@@ -66,6 +67,10 @@ def check_rows(df: pd.DataFrame, path: Path, *, id_column: str | None, prompt_co
         if len(prompt) > max_chars:
             raise InputError(path, f"prompt has {len(prompt)} characters (limit {max_chars})",
                              row=row, field=prompt_column)
+        raw_id = rec[id_column] if id_column else ""
+        if id_column and (raw_id is None or (isinstance(raw_id, float) and pd.isna(raw_id))
+                          or not str(raw_id).strip()):  # JSONL rows without the key come back NaN
+            raise InputError(path, "missing id", row=row, field=id_column)
         pid = str(rec[id_column]) if id_column else "p-" + hashlib.sha256(prompt.encode()).hexdigest()[:12]
         if pid in seen and dedupe and not id_column:
             continue
@@ -75,7 +80,8 @@ def check_rows(df: pd.DataFrame, path: Path, *, id_column: str | None, prompt_co
         seen[pid] = row
         ids.append(pid)
         prompts.append(prompt.strip())
-        golds.append(_gold(rec.get(gold_column), path, row) if gold_column and gold_column in rec else None)
+        golds.append(_gold(rec.get(gold_column), path, row, gold_column)
+                     if gold_column and gold_column in rec else None)
     return pd.DataFrame({"prompt_id": ids, "prompt": prompts, "gold_categories": golds})
 
 
@@ -91,15 +97,21 @@ def load_hub(dataset_id: str, revision: str, split: str, config: str | None = No
     return df.reset_index(drop=True)
 
 
-def load_source(src: dict, *, params_path: str = "params.yaml") -> pd.DataFrame:
+def load_source(src: dict, *, params_path: str = "params.yaml", index: int = 0) -> pd.DataFrame:
     """One entry of `prompts.sources` -> checked (prompt_id, prompt, gold_categories, source)."""
+    where = f"prompts.sources[{index}]"
+    if not isinstance(src, dict):
+        raise InputError(params_path, f"must be a mapping with a type, got {src!r}", field=where)
     kind = src.get("type")
-    cols = src.get("columns", {})
+    cols = src.get("columns") or {}
+    if not isinstance(cols, dict):
+        raise InputError(params_path, f"must map id/prompt/gold_categories to column names, got {cols!r}",
+                         field=f"{where}.columns")
+    if kind in ("seed", "file"):
+        path = Path(require(src, "file", str, section_name=where, path=params_path))
     if kind == "seed":
-        path = Path(src["file"])
         raw, id_col, prompt_col, gold_col = read_table(path), "prompt_id", "prompt", "gold_categories"
     elif kind == "file":
-        path = Path(src["file"])
         raw = read_table(path)
         id_col, prompt_col, gold_col = cols.get("id"), cols.get("prompt", "prompt"), cols.get("gold_categories")
     elif kind == "hub":
@@ -108,7 +120,7 @@ def load_source(src: dict, *, params_path: str = "params.yaml") -> pd.DataFrame:
         id_col, prompt_col, gold_col = None, cols.get("prompt", "prompt"), None
     else:
         raise InputError(params_path, f"unknown source type {kind!r} (seed, file, hub)",
-                         field="prompts.sources[].type")
+                         field=f"{where}.type")
     df = check_rows(raw, path, id_column=id_col, prompt_column=prompt_col, gold_column=gold_col,
                     max_chars=src.get("max_chars", MAX_PROMPT_CHARS), dedupe=src.get("dedupe", kind == "hub"))
     if src.get("max_words"):  # the paper kept WildGuardMix prompts of at most 64 tokens
@@ -126,7 +138,8 @@ def build_prompts(p: dict, *, params_path: str = "params.yaml") -> pd.DataFrame:
     sources = p.get("sources")
     if not isinstance(sources, list) or not sources:
         raise InputError(params_path, "must be a non-empty list of sources", field="prompts.sources")
-    df = pd.concat([load_source(s, params_path=params_path) for s in sources], ignore_index=True)
+    df = pd.concat([load_source(s, params_path=params_path, index=i) for i, s in enumerate(sources)],
+                   ignore_index=True)
     df = df.drop_duplicates(["prompt_id", "prompt"])  # the same prompt from two sources: keep the first
     dup = df["prompt_id"].duplicated()
     if dup.any():

@@ -7,7 +7,8 @@ Outputs (under the paths the stage passes):
   seen and unseen configs), the judge used, a warning when the judge is not the paper's
   (GPT-4o), configs left out for lack of valid items, and the paper's numbers for context;
 - plots/cosa_by_config.csv (+ .png): CoSA-Score per (model, config);
-  plots/breakdown.csv (+ .png): helpful+safe / helpful+unsafe / not helpful per model and set.
+  plots/breakdown.csv (+ .png): helpful+safe / helpful+unsafe / not helpful per model and set
+  (long format: label, model, group, kind, share).
 """
 
 from __future__ import annotations
@@ -158,6 +159,15 @@ def plot_frames(items: pd.DataFrame, metrics: dict) -> tuple[pd.DataFrame, pd.Da
     return per, pd.DataFrame(rows)
 
 
+def breakdown_long(breakdown: pd.DataFrame) -> pd.DataFrame:
+    """One row per (model, group, kind) so a single DVC bar plot shows all three shares."""
+    rows = [{"label": f"{r.label} | {kind}", "model": r.model, "group": r.group, "kind": kind,
+             "share": getattr(r, kind)}
+            for r in breakdown.itertuples(index=False)
+            for kind in ("helpful_safe", "helpful_unsafe", "not_helpful")]
+    return pd.DataFrame(rows, columns=["label", "model", "group", "kind", "share"])
+
+
 def _save_png(fig, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100, metadata={"Software": None})  # no version string: stable bytes
@@ -211,7 +221,8 @@ def write_report(items: pd.DataFrame, metrics: dict, out_md: str | Path, plots_d
     per, breakdown = plot_frames(items, metrics)
     plots_dir.mkdir(parents=True, exist_ok=True)
     write_text(per.to_csv(index=False, lineterminator="\n"), plots_dir / "cosa_by_config.csv")
-    write_text(breakdown.to_csv(index=False, lineterminator="\n"), plots_dir / "breakdown.csv")
+    write_text(breakdown_long(breakdown).to_csv(index=False, lineterminator="\n"),
+               plots_dir / "breakdown.csv")
     if pngs:
         write_pngs(per, breakdown, plots_dir)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -39,7 +40,13 @@ def run_batches(items: pd.DataFrame, work: Callable[[pd.DataFrame], pd.DataFrame
     """
     work_dir = root / stage / key
     work_dir.mkdir(parents=True, exist_ok=True)
+    for stale in work_dir.glob(".batch-*.tmp"):  # a write cut short by a kill; never a checkpoint
+        stale.unlink()
     starts = list(range(0, len(items), batch_size))
+    done = sum((work_dir / f"batch-{b:05d}.parquet").exists() for b in range(len(starts)))
+    if done:
+        print(f"{stage}: resuming, {done} of {len(starts)} batches already checkpointed in {work_dir}",
+              file=sys.stderr, flush=True)
     parts = []
     for b, start in enumerate(tqdm(starts, desc=desc or stage, unit="batch")):
         path = work_dir / f"batch-{b:05d}.parquet"

@@ -76,7 +76,8 @@ def make_tiny_model(out: Path, seed: int = 0) -> Path:
     tok.decoder = decoders.ByteLevel()
     special = ["<unk>", "<|im_start|>", "<|im_end|>", "<pad>"]
     tok.train_from_iterator(texts, trainers.BpeTrainer(
-        vocab_size=300, special_tokens=special, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        vocab_size=300, special_tokens=special,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False))
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", pad_token="<pad>",
                                    bos_token="<|im_start|>", eos_token="<|im_end|>")

@@ -38,7 +38,8 @@ def datasets() -> dict[str, pd.DataFrame]:
     configs = pd.DataFrame({
         "config_id": ["c0", "c1"], "prompt_id": ["p0", "p2"], "mode": ["superset", "safe"],
         "allowed_categories": [[V, F], []], "template_id": ["t0", "t1"],
-        "system_prompt": ["Allowed risk categories: Violence; Financial Crime and Theft.", "Allow no risky content."]})
+        "system_prompt": ["Allowed risk categories: Violence; Financial Crime and Theft.",
+                          "Allow no risky content."]})
     responses = pd.DataFrame({
         "response_id": ["r0", "r1", "r2"], "prompt_id": ["p0", "p0", "p2"],
         "config_id": ["c0", "c0", "c1"], "sample": [0, 1, 0],
@@ -100,7 +101,8 @@ def make_project(root: Path, models: bool = True) -> Path:
     lock = {"schema": "2.0", "stages": {
         "preferences": {
             "cmd": "python stages/preferences.py --out data/preferences.parquet",
-            "deps": [{"path": "data/judgments.parquet", "md5": _md5(dep), "size": dep.stat().st_size},
+            "deps": [{"path": "data/judgments.parquet", "md5": _md5(dep),
+                      "size": dep.stat().st_size},
                      {"path": "data/configs.parquet", "md5": _md5(root / paths["configs"]),
                       "size": (root / paths["configs"]).stat().st_size}],
             "params": {"params.yaml": {"preferences.seed": 7, "preferences.max_pairs": 300}},

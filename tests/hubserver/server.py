@@ -6,7 +6,8 @@ blobs (by sha256) in a temp dir plus one JSON state file:
 repos -> {private, branches, tags, commits: {sha: {parent, title, message, date, files}}},
 files: path -> {sha256, size, oid (git blob sha1, or of the LFS pointer), lfs}.
 
-Routes (what the clients call): POST /api/repos/create|delete, GET /api/{type}s/{repo}[/revision/{rev}],
+Routes (what the clients call): POST /api/repos/create|delete,
+GET /api/{type}s/{repo}[/revision/{rev}],
 POST .../preupload/{rev}, POST .../commit/{rev} (NDJSON), POST /api/validate-yaml,
 GET .../tree/{rev}[/{path}], POST .../paths-info/{rev}, GET .../refs, GET .../commits/{rev},
 POST|DELETE .../branch/{name}, POST .../tag/{rev}, DELETE .../tag/{name}, GET /api/whoami-v2,
@@ -42,7 +43,8 @@ PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}
 LFS_SUFFIXES = (".parquet", ".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".arrow", ".gguf",
                 ".h5", ".onnx", ".msgpack", ".npy", ".npz", ".pkl", ".zip", ".gz", ".zst", ".tar")
 LFS_MIN_SIZE = 10 * 1024 * 1024
-GITATTRIBUTES = "".join(f"*{s} filter=lfs diff=lfs merge=lfs -text\n" for s in LFS_SUFFIXES).encode()
+GITATTRIBUTES = "".join(f"*{s} filter=lfs diff=lfs merge=lfs -text\n"
+                        for s in LFS_SUFFIXES).encode()
 SHA1_RE = re.compile(r"^[0-9a-f]{40}$")
 
 
@@ -51,7 +53,8 @@ def git_blob_sha1(data: bytes) -> str:
 
 
 def lfs_pointer(sha256: str, size: int) -> bytes:
-    return f"version https://git-lfs.github.com/spec/v1\noid sha256:{sha256}\nsize {size}\n".encode()
+    return (f"version https://git-lfs.github.com/spec/v1\noid sha256:{sha256}\n"
+            f"size {size}\n").encode()
 
 
 class HubError(Exception):
@@ -145,7 +148,8 @@ class HubState:
         return {"sha256": sha256, "size": size, "oid": git_blob_sha1(lfs_pointer(sha256, size)),
                 "lfs": True}
 
-    def add_commit(self, repo: dict, parent: str | None, files: dict, title: str, message: str) -> str:
+    def add_commit(self, repo: dict, parent: str | None, files: dict, title: str,
+                   message: str) -> str:
         self.serial += 1
         date = self.now()
         body = json.dumps([parent, files, title, message, date, self.serial], sort_keys=True)
@@ -179,7 +183,8 @@ def apply_operations(state: HubState, files: dict, ops: list[dict]) -> dict:
             prefix = path.rstrip("/") + "/"
             gone = [p for p in files if p.startswith(prefix)]
             if not gone:
-                raise HubError(404, "EntryNotFound", f"A folder with this name doesn't exist: {path}")
+                raise HubError(404, "EntryNotFound",
+                               f"A folder with this name doesn't exist: {path}")
             for p in gone:
                 del files[p]
         elif key == "copyFile":
@@ -230,7 +235,7 @@ class Handler(BaseHTTPRequestHandler):
 
     # -- plumbing -----------------------------------------------------------------------------
     def read_body(self) -> bytes:
-        """Read the whole body (Content-Length or chunked): leftover bytes would poison keep-alive."""
+        """Read the whole body (Content-Length or chunked): leftovers would poison keep-alive."""
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
             chunks = []
             while True:

@@ -15,8 +15,10 @@ from cosalign import artifacts
 def add_arguments(parser) -> None:
     parser.add_argument("--namespace", required=True, help="Hub user or organisation")
     parser.add_argument("--artifacts", nargs="+", choices=sorted(artifacts.ALL), metavar="NAME",
-                        help=f"subset to publish (default: all present). One of {sorted(artifacts.ALL)}")
-    parser.add_argument("--tag", help="tag for the commits (default: git-<short sha> or v<version>)")
+                        help="subset to publish (default: all present); one of "
+                             f"{sorted(artifacts.ALL)}")
+    parser.add_argument("--tag",
+                        help="tag for the commits (default: git-<short sha> or v<version>)")
     parser.add_argument("--private", action="store_true", help="create new repos as private")
     parser.add_argument("--root", default=".", help="project directory (default: .)")
 

@@ -35,8 +35,16 @@ def run(args) -> int:
     if args.debug_echo_prompt:
         print("warning: --debug-echo-prompt returns each safety config's text to callers",
               file=sys.stderr)
-    app = create_app(args.model, args.keys, args.configs_dir, backend=args.backend,
-                     max_new_tokens=args.max_new_tokens, served_model_name=args.served_model_name,
-                     allow_passthrough=args.allow_passthrough, debug_echo_prompt=args.debug_echo_prompt)
+    try:
+        app = create_app(args.model, args.keys, args.configs_dir, backend=args.backend,
+                         max_new_tokens=args.max_new_tokens, served_model_name=args.served_model_name,
+                         allow_passthrough=args.allow_passthrough,
+                         debug_echo_prompt=args.debug_echo_prompt)
+    except ModuleNotFoundError as exc:
+        if exc.name != "vllm":
+            raise
+        print("error: --backend vllm needs vLLM (GPU machines: pip install 'cosalign[paper]')",
+              file=sys.stderr)
+        return 2
     uvicorn.run(app, host=args.host, port=args.port, log_level="info")
     return 0

@@ -147,7 +147,8 @@ def lineage_markdown(lin: dict) -> str:
         return "\n".join(out)
     out += [f"- DVC stage: `{dvc['stage']}`", f"- command: `{dvc.get('cmd')}`", "",
             "| param | value |", "|---|---|"]
-    out += [f"| `{k}` | `{json.dumps(v, sort_keys=True)}` |" for k, v in sorted(dvc["params"].items())]
+    out += [f"| `{k}` | `{json.dumps(v, sort_keys=True)}` |"
+            for k, v in sorted(dvc["params"].items())]
     out += ["", "| dependency | md5 | bytes |", "|---|---|---|"]
     out += [f"| `{d['path']}` | `{d['md5']}` | {d['size']} |" for d in dvc["deps"]]
     if dvc["outs"]:
@@ -188,7 +189,8 @@ def dataset_card(artifact: Artifact, repo_id: str, files: list[dict], rows: int,
             "configs": [config], "cosalign": _cosalign_meta(artifact, files, lin, version)}
     return _env().get_template("dataset_card.jinja").render(
         metadata_yaml=_front_matter(meta), repo_id=repo_id, artifact=artifact, files=files,
-        rows=rows, description=DESCRIPTIONS[artifact.name], schema_table=schema_table(artifact.name),
+        rows=rows, description=DESCRIPTIONS[artifact.name],
+        schema_table=schema_table(artifact.name),
         licence_text=lic_text, lineage_md=lineage_markdown(lin), responsible_use=RESPONSIBLE_USE)
 
 
@@ -234,7 +236,8 @@ def model_card(artifact: Artifact, repo_id: str, files: list[dict], lin: dict,
     meta["cosalign"] = _cosalign_meta(artifact, files, lin, version,
                                       extra=(metrics or {}).get(artifact.name))
     params_md = "\n".join(["| param | value |", "|---|---|"] + [
-        f"| `{k}` | `{json.dumps(v, sort_keys=True)}` |" for k, v in sorted(train_params.items())]) \
+        f"| `{k}` | `{json.dumps(v, sort_keys=True)}` |"
+        for k, v in sorted(train_params.items())]) \
         if train_params else "Training params were not recorded."
     return _env().get_template("model_card.jinja").render(
         metadata_yaml=_front_matter(meta), repo_id=repo_id, artifact=artifact, files=files,

@@ -48,11 +48,10 @@ class PublishError(RuntimeError):
 def _retryable(exc: BaseException) -> bool:
     """5xx/429/412 answers and dropped connections, also when wrapped by the client."""
     import httpx2
-    from huggingface_hub.errors import HfHubHTTPError
+    code = _status(exc)
+    if code is not None:
+        return code >= 500 or code in (412, 429)
     while exc is not None:
-        if isinstance(exc, HfHubHTTPError) and exc.response is not None:
-            code = exc.response.status_code
-            return code >= 500 or code in (412, 429)
         if isinstance(exc, httpx2.TransportError):
             return True
         exc = exc.__cause__ or exc.__context__
@@ -88,7 +87,8 @@ def available(root: Path) -> list[Artifact]:
     out = []
     for a in artifacts.ALL.values():
         p = root / a.path
-        if (a.kind == "dataset" and p.is_file()) or (a.kind == "model" and (p / "config.json").is_file()):
+        present = p.is_file() if a.kind == "dataset" else (p / "config.json").is_file()
+        if present:
             out.append(a)
     return out
 
@@ -200,7 +200,8 @@ def _commit_once(api, artifact: Artifact, repo_id: str, repo_type: str, files: l
         return head, False
     wanted = {f["path"] for f in files}
     stale = sorted(p for p in tree if p not in KEEP_REMOTE and p not in wanted)
-    ops = [CommitOperationAdd(path_in_repo=f["path"], path_or_fileobj=str(f["local"])) for f in files]
+    ops = [CommitOperationAdd(path_in_repo=f["path"], path_or_fileobj=str(f["local"]))
+           for f in files]
     ops.append(CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=card.encode("utf-8")))
     ops += [CommitOperationDelete(path_in_repo=p) for p in stale]
     info = api.create_commit(repo_id, ops, repo_type=repo_type, parent_commit=head,
@@ -229,11 +230,13 @@ def publish_artifact(api, artifact: Artifact, namespace: str, root: Path, *, tag
     files = local_files(artifact, root)
     card = build_card(artifact, repo_id, files, root, namespace, metrics)
     digest = cards.card_metadata(card)["cosalign"]["content"]
+    commit = None
     try:
         for attempt in _retrying():
             with attempt:
                 api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True)
-                commit, changed = _commit_once(api, artifact, repo_id, repo_type, files, card, digest)
+                commit, changed = _commit_once(api, artifact, repo_id, repo_type, files, card,
+                                               digest)
         tagged = None
         if tag:
             for attempt in _retrying():
@@ -242,9 +245,25 @@ def publish_artifact(api, artifact: Artifact, namespace: str, root: Path, *, tag
     except InputError:
         raise
     except Exception as exc:
+        state = (f"commit {commit} was made but not tagged" if commit
+                 else "the repo keeps its previous revision")
+        hint = " (check HF_TOKEN or `hf auth login`)" if _status(exc) in (401, 403) else ""
         raise PublishError(f"{repo_id}: publishing failed ({type(exc).__name__}: "
-                           f"{_first_line(exc)}); the repo keeps its previous revision") from exc
+                           f"{_first_line(exc)}){hint}; {state}") from exc
     return Published(artifact.name, repo_id, repo_type, commit, changed, tagged)
+
+
+def _status(exc: BaseException | None) -> int | None:
+    """The HTTP status behind an exception (also when wrapped), if any."""
+    while exc is not None:
+        try:
+            response = getattr(exc, "response", None)
+        except Exception:  # httpx-style errors raise when no response is attached
+            response = None
+        if response is not None and hasattr(response, "status_code"):
+            return response.status_code
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 def _first_line(exc: BaseException) -> str:
@@ -252,10 +271,12 @@ def _first_line(exc: BaseException) -> str:
 
 
 def default_tag(root: Path) -> str:
-    """`git-<short sha>` of the project checkout, or `v<package version>` outside git."""
-    from cosalign.hub.lineage import git_commit
+    """`git-<short sha>` of the checkout (`-dirty` with uncommitted changes), else `v<version>`."""
+    from cosalign.hub.lineage import git_commit, git_dirty
     sha = git_commit(root)
-    return f"git-{sha[:12]}" if sha else f"v{__version__}"
+    if not sha:
+        return f"v{__version__}"
+    return f"git-{sha[:12]}" + ("-dirty" if git_dirty(root) else "")
 
 
 def publish(namespace: str, root: str | Path = ".", names: list[str] | None = None, *,
@@ -269,6 +290,7 @@ def publish(namespace: str, root: str | Path = ".", names: list[str] | None = No
     if not chosen:
         raise InputError(root, "no artifacts to publish (none of data/, reports/, models/ exist)")
     metrics_path = root / "reports" / "metrics.json"
-    metrics = json.loads(metrics_path.read_text(encoding="utf-8")) if metrics_path.is_file() else None
+    metrics = (json.loads(metrics_path.read_text(encoding="utf-8"))
+               if metrics_path.is_file() else None)
     for a in tqdm(chosen, desc="publish", unit="artifact", disable=not progress):
         yield publish_artifact(api, a, namespace, root, tag=tag, private=private, metrics=metrics)

@@ -69,6 +69,27 @@ def verify(folder: Path, recorded: dict[str, str], where: str) -> None:
                                         "tampered with, nothing was written", field=rel)
 
 
+def validate_download(path: Path, schema: str, label: str) -> None:
+    """Validate a downloaded dataset with its pandera schema; errors name `label`, not scratch."""
+    from cosalign import schemas
+    from cosalign.io import read_parquet, read_table
+    if schema == "taxonomy":
+        import json
+        try:
+            obj = json.loads(path.read_text(encoding="utf-8"))
+        except ValueError as exc:
+            raise InputError(label, f"cannot be read as JSON: {exc}") from None
+        schemas.validate_taxonomy(obj, label)
+        return
+    try:
+        df = read_parquet(path) if path.suffix == ".parquet" else read_table(path)
+    except InputError:
+        raise
+    except Exception as exc:  # pyarrow's reason, reworded with the repo and file
+        raise InputError(label, f"cannot be read: {exc}") from None
+    schemas.validate(df, schema, label)
+
+
 def _swap_dir(new: Path, target: Path) -> None:
     """Put directory `new` at `target`, replacing it (the old one survives until the last step)."""
     backup = None
@@ -115,8 +136,7 @@ def pull(repo_id: str, revision: str, root: str | Path = ".", *, out_path: str |
         target = root / (out_path or artifact.path)
         if artifact.kind == "dataset":
             (rel,) = files  # one file per dataset repo
-            from cosalign.schemas import validate_file
-            validate_file(scratch / "dl" / rel, schema=name)
+            validate_download(scratch / "dl" / rel, name, f"{where}: {rel}")
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(scratch / "dl" / rel, target)
         else:
@@ -155,5 +175,6 @@ def update_lock(root: str | Path, name: str, entry: dict) -> None:
     lock["artifacts"][name] = entry
     lock["artifacts"] = dict(sorted(lock["artifacts"].items()))
     header = ("# cosalign registry.lock: artifacts pulled from the Hub, by resolved commit.\n"
-              "# Written by `cosalign pull` and by stages whose `source` is NS/NAME@REV; commit it.\n")
+              "# Written by `cosalign pull` and by stages whose `source` is NS/NAME@REV.\n"
+              "# Commit it: it pins what the run used.\n")
     write_text(header + yaml.safe_dump(lock, sort_keys=False, width=1000), Path(root) / LOCK_FILE)

@@ -98,7 +98,7 @@ class OpenAIJudge:
     def _run(self, task: str, items: list) -> list:
         msgs = [prompts.messages_for(task, it) for it in items]
         keys = [self._key(m) for m in msgs]
-        first = dict(zip(reversed(keys), reversed(msgs)))  # identical requests are sent once
+        first = dict(zip(keys, msgs))  # identical requests share a key and are sent once
         records = {k: self.cache.get(k) for k in first}
         todo = {k: first[k] for k in dict.fromkeys(keys) if records[k] is None}
         cached = sum(1 for k in keys if records[k] is not None)

@@ -30,6 +30,7 @@ read as allowing nothing, so this verdict is conservative and weak.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -139,7 +140,11 @@ class RulesJudge:
         self.bundle, key = classifier.load_or_fit(
             self.seed_path, Path(cache_dir) if cache_dir else default_cache_dir("judge-rules"),
             settings, self._embed)
-        self.judge_id = f"rules/{RULES_VERSION}/{key[:12]}"
+        verdict_settings = [RULES_VERSION, key, response_threshold, min_relevance, high_relevance,
+                            list(length_bins), refusal_window, REFUSAL_PATTERNS]
+        # the id names everything a verdict depends on: the fitted classifier and the rubric
+        self.judge_id = f"rules/{RULES_VERSION}/" + hashlib.sha256(
+            json.dumps(verdict_settings).encode()).hexdigest()[:12]
 
     # -- building blocks -----------------------------------------------------------------
     def _embed(self, texts: list[str]) -> np.ndarray:

@@ -1,0 +1,206 @@
+"""Generation tokens/s: the responses/evaluate stages' generator vs one prompt at a time.
+
+Both sides use the same model object, the same chats (seed prompts under config system prompts
+from cosalign.configs, rendered by cosalign.chat.render_ids), greedy decoding and the same
+max_new_tokens, and count generated tokens up to and including the first EOS only (a batch keeps
+stepping finished rows until its longest row ends; that work is not counted).
+
+- baseline: `model.generate` on one prompt at a time, KV cache on;
+- `TransformersGenerator.generate` (sort by length, left-padded batches) at each batch size;
+- `--backend vllm` (GPU): also vLLM's offline engine on all prompts at once.
+
+    python bench/bench_generation.py            # SmolLM2, 64 prompts, batch 1..64 (~10 min, 2 cores)
+    python bench/bench_generation.py --quick    # tiny random model, seconds
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import figure, model_for, scratch_dir, target, timed, write_result  # noqa: E402
+
+TARGET_SPEEDUP = 4.0
+
+
+def make_chats(n: int) -> list[list[dict]]:
+    """n chats: the first seed prompts, each under one of its sampled configs (as the stage builds)."""
+    from cosalign.chat import messages
+    from cosalign.configs import sample_configs
+    from synthetic import labels_frame, prompts_frame
+
+    prompts = prompts_frame(1)
+    prompts = prompts.assign(split="train")  # every prompt gets configs; the split does not matter here
+    configs = sample_configs(prompts, labels_frame(prompts), modes=["exact_match", "superset", "safe",
+                                                                    "not_superset"],
+                             configs_per_mode=1, seed=0)
+    # One config per prompt, the mode rotating, so system prompts of every kind and length appear.
+    text = dict(zip(prompts["prompt_id"], prompts["prompt"]))
+    chosen = configs.groupby("prompt_id", sort=True).nth(0).reset_index(drop=True)
+    rows = [chosen.iloc[i] for i in range(min(n, len(chosen)))]
+    return [messages(r["system_prompt"], text[r["prompt_id"]]) for r in rows]
+
+
+def eos_ids(model, tokenizer) -> set[int]:
+    eos = model.generation_config.eos_token_id
+    ids = set(eos if isinstance(eos, (list, tuple)) else [eos] if eos is not None else [])
+    if tokenizer.eos_token_id is not None:
+        ids.add(tokenizer.eos_token_id)
+    return ids
+
+
+def count_to_eos(token_ids, eos: set[int]) -> int:
+    """Generated tokens up to and including the first EOS (all of them when none)."""
+    for i, t in enumerate(token_ids):
+        if int(t) in eos:
+            return i + 1
+    return len(token_ids)
+
+
+def baseline(gen, chats, max_new_tokens: int, eos: set[int]) -> tuple[int, list[str]]:
+    """One prompt at a time, greedy, KV cache on: (tokens to EOS, replies)."""
+    import torch
+
+    from cosalign.chat import render_ids
+
+    tokens, replies = 0, []
+    for chat in chats:
+        ids = torch.tensor([render_ids(gen.tokenizer, chat)], device=gen.device)
+        with torch.inference_mode():
+            out = gen.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
+                                     max_new_tokens=max_new_tokens, do_sample=False, use_cache=True,
+                                     temperature=None, top_p=None, top_k=None, pad_token_id=gen.pad_id)
+        new = out[0, ids.shape[1]:].tolist()
+        tokens += count_to_eos(new, eos)
+        replies.append(gen.tokenizer.decode(new, skip_special_tokens=True).strip())
+    return tokens, replies
+
+
+class TokenCounter:
+    """Wraps a model's `generate` to see each batch's output ids (it changes nothing it passes on)."""
+
+    def __init__(self, model, eos: set[int]):
+        self.inner, self.eos, self.tokens = model.generate, eos, 0
+        model.generate = self
+
+    def __call__(self, *args, **kwargs):
+        out = self.inner(*args, **kwargs)
+        width = kwargs["input_ids"].shape[1]
+        self.tokens += sum(count_to_eos(row, self.eos) for row in out[:, width:].tolist())
+        return out
+
+
+def run_transformers(args, model_dir: Path, chats, results: dict) -> None:
+    from cosalign.generation import GenerationSettings, TransformersGenerator
+
+    gen = TransformersGenerator(str(model_dir), device=args.device, dtype=args.dtype)
+    eos = eos_ids(gen.model, gen.tokenizer)
+    baseline(gen, chats[:2], 4, eos)  # warm-up: first-call allocations and kernels
+    t = timed(lambda: baseline(gen, chats, args.max_new_tokens, eos), args.repeats, args.budget_s)
+    tokens, base_replies = t["result"]
+    results["one_at_a_time"] = {"tokens": tokens, "median_s": t["median_s"], "runs_s": t["runs_s"],
+                                "tokens_per_s": tokens / t["median_s"]}
+    print(f"one-at-a-time: {tokens} tokens, {tokens / t['median_s']:.1f} tokens/s")
+    counter = TokenCounter(gen.model, eos)
+    for bs in args.batch_sizes:
+        settings = GenerationSettings(max_new_tokens=args.max_new_tokens, temperature=0.0, top_p=1.0,
+                                      batch_size=bs, seed=0)
+
+        def once():
+            counter.tokens = 0
+            replies = gen.generate(chats, settings, n=1, progress=False)
+            return counter.tokens, replies
+
+        t = timed(once, args.repeats, args.budget_s)
+        tokens, replies = t["result"]
+        same = sum(a == [b] for a, b in zip(replies, base_replies)) / len(chats)
+        results[f"batch_{bs}"] = {"tokens": tokens, "median_s": t["median_s"], "runs_s": t["runs_s"],
+                                  "tokens_per_s": tokens / t["median_s"], "same_text_as_baseline": same}
+        print(f"generator batch {bs}: {tokens} tokens, {tokens / t['median_s']:.1f} tokens/s, "
+              f"{same:.0%} identical to one-at-a-time")
+
+
+def run_vllm(args, model_dir: Path, chats, results: dict) -> None:
+    from vllm import SamplingParams, TokensPrompt
+
+    from cosalign.chat import render_ids
+    from cosalign.generation import VLLMGenerator
+
+    from transformers import GenerationConfig
+
+    gen = VLLMGenerator(str(model_dir), dtype=args.vllm_dtype, seed=0)
+    eos = {gen.tokenizer.eos_token_id}
+    configured = GenerationConfig.from_pretrained(model_dir).eos_token_id
+    eos |= set(configured if isinstance(configured, (list, tuple)) else [configured] if configured is not None else [])
+    params = SamplingParams(temperature=0.0, max_tokens=args.max_new_tokens)
+    prompts = [TokensPrompt(prompt_token_ids=render_ids(gen.tokenizer, c)) for c in chats]
+    gen.llm.generate(prompts[:2], params, use_tqdm=False)  # warm-up
+
+    def once():
+        outs = gen.llm.generate(prompts, params, use_tqdm=False)
+        return sum(count_to_eos(o.outputs[0].token_ids, eos) for o in outs)
+
+    t = timed(once, args.repeats, args.budget_s)
+    results["vllm"] = {"tokens": t["result"], "median_s": t["median_s"], "runs_s": t["runs_s"],
+                       "tokens_per_s": t["result"] / t["median_s"]}
+    print(f"vLLM: {t['result']} tokens, {t['result'] / t['median_s']:.1f} tokens/s")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="tiny random model, 8 prompts: a smoke run")
+    ap.add_argument("--n-prompts", type=int, default=None, help="default 64 (quick: 8)")
+    ap.add_argument("--max-new-tokens", type=int, default=None, help="default 96, the default profile's (quick: 16)")
+    ap.add_argument("--batch-sizes", type=lambda s: [int(x) for x in s.split(",")], default=None,
+                    help="comma-separated; default 1,8,16,32,64 (quick: 1,4,8)")
+    ap.add_argument("--repeats", type=int, default=3, help="runs per configuration; the median counts")
+    ap.add_argument("--budget-s", type=float, default=90.0,
+                    help="stop repeating a configuration once it has used this many seconds")
+    ap.add_argument("--backend", choices=["transformers", "vllm"], default="transformers",
+                    help="vllm: also time vLLM (GPU), next to transformers on the same device")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--dtype", default="float32", help="transformers weights dtype")
+    ap.add_argument("--vllm-dtype", default="bfloat16")
+    ap.add_argument("--model", type=Path, default=None, help="a checkpoint directory (default: SmolLM2)")
+    ap.add_argument("--name", default=None, help="results file name (default generation[_vllm])")
+    args = ap.parse_args(argv)
+    args.n_prompts = args.n_prompts or (8 if args.quick else 64)
+    args.max_new_tokens = args.max_new_tokens or (16 if args.quick else 96)
+    args.batch_sizes = args.batch_sizes or ([1, 4, 8] if args.quick else [1, 8, 16, 32, 64])
+
+    with scratch_dir("generation") as tmp:
+        model_dir, label = (args.model, str(args.model)) if args.model else model_for(args.quick, Path(tmp))
+        chats = make_chats(args.n_prompts)
+        results: dict = {}
+        run_transformers(args, model_dir, chats, results)
+        if args.backend == "vllm":
+            run_vllm(args, model_dir, chats, results)
+
+    base = results["one_at_a_time"]["tokens_per_s"]
+    batched = {k: v for k, v in results.items() if k.startswith("batch_")}
+    best_key = max(batched, key=lambda k: batched[k]["tokens_per_s"])
+    best = batched[best_key]["tokens_per_s"]
+    figures = [figure("model", label), figure("prompts", len(chats)),
+               figure("max_new_tokens", args.max_new_tokens),
+               figure("one-at-a-time (model.generate, KV cache)", round(base, 1), "tokens/s")]
+    figures += [figure(f"TransformersGenerator, batch {k[6:]}", round(v["tokens_per_s"], 1), "tokens/s")
+                for k, v in batched.items()]
+    figures.append(figure(f"best batch ({best_key[6:]}) / one-at-a-time", round(best / base, 2), "x"))
+    figures.append(figure("batch 32 / one-at-a-time",
+                          round(batched["batch_32"]["tokens_per_s"] / base, 2) if "batch_32" in batched else None, "x"))
+    if "vllm" in results:
+        figures.append(figure("vLLM", round(results["vllm"]["tokens_per_s"], 1), "tokens/s"))
+        figures.append(figure("vLLM / best transformers batch", round(results["vllm"]["tokens_per_s"] / best, 2), "x"))
+    targets = [target("generator tokens/s vs one-at-a-time (best batch size)", round(best / base, 2),
+                      TARGET_SPEEDUP, ">=", "x")]
+    write_result(args.name or ("generation_vllm" if args.backend == "vllm" else "generation"),
+                 "Generation throughput", figures, targets, quick=args.quick, details=results,
+                 notes=["Greedy decoding on both sides; tokens counted up to and including the first EOS.",
+                        "The stage samples (temperature 0.7); sampling costs about the same per token."])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
