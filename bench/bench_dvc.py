@@ -62,8 +62,8 @@ def repro_streamed(root: Path, targets: list[str], log: Path) -> dict:
     return {"returncode": code, "total_s": round(total, 2), "stages_s": per_stage}
 
 
-def noop(root: Path) -> tuple[bool, str]:
-    proc = subprocess.run([dvc_bin(), "repro"], cwd=root, env=env_for(root), capture_output=True, text=True)
+def noop(root: Path, targets: list[str]) -> tuple[bool, str]:
+    proc = subprocess.run([dvc_bin(), "repro", *targets], cwd=root, env=env_for(root), capture_output=True, text=True)
     ran = RUNNING.search(proc.stdout) is not None
     return proc.returncode == 0 and not ran, proc.stdout[-500:]
 
@@ -92,7 +92,7 @@ def main(argv=None) -> int:
         run = repro_streamed(root, targets, log)
         if run["returncode"] != 0:
             print(log.read_text()[-4000:], file=sys.stderr)
-        t = timed(lambda: noop(root), args.repeats)
+        t = timed(lambda: noop(root, targets), args.repeats)
         noop_ok, noop_tail = t["result"]
 
     figures = [figure("profile", profile), figure("targets", " ".join(targets) or "(all stages)"),
@@ -105,8 +105,7 @@ def main(argv=None) -> int:
     targets_rows = [target("full default-profile dvc repro" if whole else f"dvc repro ({profile}, partial)",
                            run["total_s"] if run["returncode"] == 0 else None, TARGET_FULL_S, "<", "s"),
                     target("no-op dvc repro", round(t["median_s"], 2) if noop_ok else None, TARGET_NOOP_S, "<", "s")]
-    write_result(f"dvc_{profile}" if not args.quick else "dvc", "dvc repro wall time", figures, targets_rows,
-                 quick=args.quick or not whole,
+    write_result("dvc", "dvc repro wall time", figures, targets_rows, quick=args.quick,
                  details={"run": run, "noop_runs_s": t["runs_s"], "noop_tail": noop_tail},
                  notes=["Per-stage time: from DVC's 'Running stage' line to the next (command + DVC's "
                         "hashing and lock update for it).",

@@ -98,7 +98,8 @@ def run_transformers(args, model_dir: Path, chats, results: dict) -> None:
     gen = TransformersGenerator(str(model_dir), device=args.device, dtype=args.dtype)
     eos = eos_ids(gen.model, gen.tokenizer)
     baseline(gen, chats[:2], 4, eos)  # warm-up: first-call allocations and kernels
-    t = timed(lambda: baseline(gen, chats, args.max_new_tokens, eos), args.repeats, args.budget_s)
+    base_chats = chats[:args.baseline_prompts or len(chats)]  # a rate: a prefix measures it as well
+    t = timed(lambda: baseline(gen, base_chats, args.max_new_tokens, eos), args.repeats, args.budget_s)
     tokens, base_replies = t["result"]
     results["one_at_a_time"] = {"tokens": tokens, "median_s": t["median_s"], "runs_s": t["runs_s"],
                                 "tokens_per_s": tokens / t["median_s"]}
@@ -115,22 +116,61 @@ def run_transformers(args, model_dir: Path, chats, results: dict) -> None:
 
         t = timed(once, args.repeats, args.budget_s)
         tokens, replies = t["result"]
-        same = sum(a == [b] for a, b in zip(replies, base_replies)) / len(chats)
+        same = sum(a == [b] for a, b in zip(replies, base_replies)) / len(base_replies)
         results[f"batch_{bs}"] = {"tokens": tokens, "median_s": t["median_s"], "runs_s": t["runs_s"],
                                   "tokens_per_s": tokens / t["median_s"], "same_text_as_baseline": same}
         print(f"generator batch {bs}: {tokens} tokens, {tokens / t['median_s']:.1f} tokens/s, "
               f"{same:.0%} identical to one-at-a-time")
+    gen.model.generate = counter.inner
+    if args.continuous:
+        run_continuous(args, gen, chats, eos, base_replies, results)
+
+
+def run_continuous(args, gen, chats, eos: set[int], base_replies: list[str], results: dict) -> None:
+    """A candidate, not what the stages use: transformers' continuous batching (`generate_batch`),
+    which drops finished rows and admits new prompts as it goes."""
+    from transformers import GenerationConfig
+
+    from cosalign.chat import render_ids
+
+    ids = [render_ids(gen.tokenizer, c) for c in chats]
+    config = GenerationConfig(max_new_tokens=args.max_new_tokens, do_sample=False, eos_token_id=sorted(eos),
+                              pad_token_id=gen.pad_id)
+
+    def once():
+        # warmup pre-captures CUDA graphs; on CPU it is only a fixed cost
+        out = gen.model.generate_batch(inputs=ids, generation_config=config, progress_bar=False,
+                                       warmup=str(gen.device).startswith("cuda"))
+        ordered = [out[k] for k in sorted(out, key=lambda k: int(k.rsplit("_", 1)[-1]))]
+        toks = [list(o.generated_tokens)[:count_to_eos(o.generated_tokens, eos)] for o in ordered]
+        return sum(map(len, toks)), [gen.tokenizer.decode(t, skip_special_tokens=True).strip() for t in toks]
+
+    try:
+        t = timed(once, args.repeats, args.budget_s)
+    except Exception as exc:  # noqa: BLE001 - a candidate that fails is a finding, not a crash
+        results["continuous"] = {"error": f"{type(exc).__name__}: {exc}"[:300]}
+        print(f"continuous batching failed: {results['continuous']['error']}")
+        return
+    tokens, replies = t["result"]
+    same = sum(a == b for a, b in zip(replies, base_replies)) / len(base_replies)
+    results["continuous"] = {"tokens": tokens, "median_s": t["median_s"], "runs_s": t["runs_s"],
+                             "tokens_per_s": tokens / t["median_s"], "same_text_as_baseline": same}
+    print(f"continuous batching: {tokens} tokens, {tokens / t['median_s']:.1f} tokens/s, {same:.0%} identical")
 
 
 def run_vllm(args, model_dir: Path, chats, results: dict) -> None:
+    import gc
+
+    import torch
+    from transformers import GenerationConfig
     from vllm import SamplingParams, TokensPrompt
 
     from cosalign.chat import render_ids
     from cosalign.generation import VLLMGenerator
 
-    from transformers import GenerationConfig
-
-    gen = VLLMGenerator(str(model_dir), dtype=args.vllm_dtype, seed=0)
+    gc.collect()
+    torch.cuda.empty_cache()  # the transformers run's cached blocks; vLLM sizes its KV cache from free memory
+    gen = VLLMGenerator(str(model_dir), dtype=args.vllm_dtype, seed=0, gpu_memory_utilization=0.5)
     eos = {gen.tokenizer.eos_token_id}
     configured = GenerationConfig.from_pretrained(model_dir).eos_token_id
     eos |= set(configured if isinstance(configured, (list, tuple)) else [configured] if configured is not None else [])
@@ -155,11 +195,15 @@ def main(argv=None) -> int:
     ap.add_argument("--max-new-tokens", type=int, default=None, help="default 96, the default profile's (quick: 16)")
     ap.add_argument("--batch-sizes", type=lambda s: [int(x) for x in s.split(",")], default=None,
                     help="comma-separated; default 1,8,16,32,64 (quick: 1,4,8)")
+    ap.add_argument("--baseline-prompts", type=int, default=None,
+                    help="time one-at-a-time on only the first N prompts (default: all; a GPU run uses fewer)")
     ap.add_argument("--repeats", type=int, default=3, help="runs per configuration; the median counts")
-    ap.add_argument("--budget-s", type=float, default=90.0,
+    ap.add_argument("--budget-s", type=float, default=60.0,
                     help="stop repeating a configuration once it has used this many seconds")
     ap.add_argument("--backend", choices=["transformers", "vllm"], default="transformers",
                     help="vllm: also time vLLM (GPU), next to transformers on the same device")
+    ap.add_argument("--continuous", action="store_true",
+                    help="also time transformers' continuous batching (generate_batch), a candidate backend")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--dtype", default="float32", help="transformers weights dtype")
     ap.add_argument("--vllm-dtype", default="bfloat16")
@@ -188,8 +232,13 @@ def main(argv=None) -> int:
     figures += [figure(f"TransformersGenerator, batch {k[6:]}", round(v["tokens_per_s"], 1), "tokens/s")
                 for k, v in batched.items()]
     figures.append(figure(f"best batch ({best_key[6:]}) / one-at-a-time", round(best / base, 2), "x"))
-    figures.append(figure("batch 32 / one-at-a-time",
-                          round(batched["batch_32"]["tokens_per_s"] / base, 2) if "batch_32" in batched else None, "x"))
+    if "batch_32" in batched:  # the default profile's batch size
+        figures.append(figure("batch 32 / one-at-a-time", round(batched["batch_32"]["tokens_per_s"] / base, 2), "x"))
+    if "continuous" in results:
+        c = results["continuous"]
+        figures.append(figure("candidate: transformers continuous batching (generate_batch)",
+                              round(c["tokens_per_s"], 1) if "tokens_per_s" in c else f"failed: {c['error']}",
+                              "tokens/s" if "tokens_per_s" in c else ""))
     if "vllm" in results:
         figures.append(figure("vLLM", round(results["vllm"]["tokens_per_s"], 1), "tokens/s"))
         figures.append(figure("vLLM / best transformers batch", round(results["vllm"]["tokens_per_s"] / best, 2), "x"))

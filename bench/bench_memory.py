@@ -9,12 +9,12 @@ VmHWM minus the baseline: what the stage's work adds on top of what it had to ho
 - taxonomy:    cosalign.taxonomy_derivation.derive_taxonomy (default profile's section);
 - configs:     cosalign.configs.sample_configs over every training prompt (the stage first keeps a
                seeded subset of `max_train_prompts`; that cap is left out here so the work grows);
-- judgments:   cosalign.judging.judge_responses with the rules judge, 3 responses per prompt;
+- judgments:   cosalign.judging.judge_responses with the rules judge, 1 response per prompt;
 - preferences: cosalign.pairing.build_pairs over a judged pool of 3 responses per prompt.
 
 1x is the 618 seed prompts; 10x adds 9 paraphrased copies of each (bench/synthetic.py).
 
-    python bench/bench_memory.py            # ~3 min on 2 cores
+    python bench/bench_memory.py            # ~7 min on 2 cores
     python bench/bench_memory.py --quick    # 20 and 200 prompts
 """
 
@@ -73,7 +73,9 @@ def prepare(stage: str, scale: int, limit: int | None):
 
         p = profile_section("judgments")
         make_judge(p["judge"]).judge_responses([("warm up", "load the models")])  # MiniLM + classifier
-        responses = responses_frame(prompts, words=40)
+        # One 40-word compliance per prompt: embedding it is the judge's cost (~35 ms each on 2 cores),
+        # and what the peak depends on is the batch shape, not how many batches follow.
+        responses = responses_frame(prompts, words=40, kinds=("comply",))
         return lambda: judge_responses(responses, prompts, p["judge"], p["work_batch_size"]), len(responses)
     if stage == "preferences":
         from cosalign.configs import sample_configs

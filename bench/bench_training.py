@@ -6,17 +6,22 @@ batches (one epoch, same seed, so every variant sees the same batches in the sam
 first `--warmup` steps are not timed. Tokens are the batches' non-padding input tokens
 (transformers' include_num_input_tokens_seen="non_padding"; for DPO, chosen and rejected).
 
-Variants (fp32 everywhere; `use_cpu`/bf16=False are what it takes to run TRL's defaults on CPU):
+Variants (fp32 unless --bf16; `use_cpu`/bf16=False are what it takes to run TRL's defaults on CPU;
+one max_length, 1024, everywhere; logging every step, to read the losses):
 - trl_defaults:     SFTConfig/DPOConfig defaults (gradient checkpointing ON), default malloc;
 - project:          cosalign.training.trainers.trainer_kwargs (gradient checkpointing off);
-- project_malloc:   the same, with the glibc malloc settings of stack.md - the project's CPU setup;
+- project_malloc:   the same, with common.MALLOC_ENV (glibc keeps freed memory) - the CPU setup
+                    the target is checked on;
 - SFT +padding_free: project_malloc with padding_free=True (the batch becomes one sequence; its
                     first loss is compared with project_malloc's to check attention stays per example);
 - DPO +precompute:  project_malloc with precompute_ref_log_probs=True; the precompute (done in the
                     trainer's constructor) is charged to the timed steps pro rata.
 
-    python bench/bench_training.py            # SmolLM2, 6 steps of batch 4 per variant (~12 min, 2 cores)
+    python bench/bench_training.py            # SmolLM2, 6 steps of batch 4 per variant (~14 min, 2 cores)
     python bench/bench_training.py --quick    # tiny random model, seconds per variant
+
+With --device cuda the malloc variants give way to trl_defaults, project, project + padding_free /
+precompute (bench/gpu.sh).
 """
 
 from __future__ import annotations
@@ -36,6 +41,10 @@ TARGET_SPEEDUP = 1.3
 VARIANTS = {
     "sft": ["trl_defaults", "project", "project_malloc", "project_malloc_padding_free"],
     "dpo": ["trl_defaults", "project", "project_malloc", "project_malloc_precompute"],
+}
+GPU_VARIANTS = {
+    "sft": ["trl_defaults", "project", "project_padding_free"],
+    "dpo": ["trl_defaults", "project", "project_precompute"],
 }
 LEARNING_RATE = {"sft": 1e-5, "dpo": 5e-7}
 
@@ -61,9 +70,10 @@ def worker(args) -> dict:
     # One max_length for all (TRL's default; the project's 640 would truncate the tiny model's long
     # tokenisations differently), so every variant trains on exactly the same tokens.
     common = dict(max_steps=args.steps, per_device_train_batch_size=args.batch, learning_rate=LEARNING_RATE[stage],
-                  max_length=1024, include_num_input_tokens_seen="non_padding", disable_tqdm=True)
+                  max_length=1024, include_num_input_tokens_seen="non_padding", disable_tqdm=True,
+                  bf16=args.bf16)
     if variant == "trl_defaults":
-        kwargs = dict(output_dir=str(out_dir), use_cpu=use_cpu, bf16=False, report_to="none",
+        kwargs = dict(output_dir=str(out_dir), use_cpu=use_cpu, report_to="none",
                       save_strategy="no", logging_steps=1, seed=0, data_seed=0, **common)
     else:
         params = TrainingParams.from_dict({"optim": {"learning_rate": LEARNING_RATE[stage], "max_steps": args.steps,
@@ -122,7 +132,7 @@ def run_variant(args, stage: str, variant: str, model_dir: Path, data: Path, scr
     out = scratch / f"{stage}-{variant}.json"
     cmd = [sys.executable, __file__, "--worker", "--stage", stage, "--variant", variant, "--model", str(model_dir),
            "--data", str(data), "--steps", str(args.steps), "--batch", str(args.batch), "--device", args.device,
-           "--scratch", str(scratch), "--result", str(out)]
+           "--scratch", str(scratch), "--result", str(out)] + (["--bf16"] if args.bf16 else [])
     print(f"{stage} {variant} ...", flush=True)
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -149,6 +159,7 @@ def main(argv=None) -> int:
     ap.add_argument("--batch", type=int, default=4, help="per-device batch size (the default profile's)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--stages", default="sft,dpo")
+    ap.add_argument("--bf16", action="store_true", help="bf16 autocast in every variant (GPU; default fp32)")
     ap.add_argument("--model", type=Path, default=None, help="a checkpoint directory (default: SmolLM2)")
     ap.add_argument("--name", default="training")
     # worker mode (internal)
@@ -164,9 +175,8 @@ def main(argv=None) -> int:
         return 0
     args.steps = args.steps or (3 if args.quick else 6)
     args.warmup = args.warmup if args.warmup is not None else (1 if args.quick else 2)
-    if args.device != "cpu":  # on GPU the malloc settings are beside the point; keep the others
-        VARIANTS["sft"] = [v for v in VARIANTS["sft"] if v != "project"]
-        VARIANTS["dpo"] = [v for v in VARIANTS["dpo"] if v != "project"]
+    if args.device != "cpu":  # the glibc settings are a CPU matter: on GPU the options go on `project`
+        VARIANTS.update(GPU_VARIANTS)
 
     from cosalign.io import write_parquet
     from synthetic import preferences_frame
@@ -191,8 +201,9 @@ def main(argv=None) -> int:
                 figures.append(figure(f"{stage.upper()} {variant}", f"failed: {res['error'][0][:120]}"))
                 continue
             pre = 0.0
-            if variant.endswith("precompute") and "steps" in results.get(f"{stage}/project_malloc", {}):
-                pre = max(0.0, res["init_s"] - results[f"{stage}/project_malloc"]["init_s"])
+            plain = results.get(f"{stage}/{variant.rsplit('_', 1)[0]}", {})  # the same without precompute
+            if variant.endswith("precompute") and "steps" in plain:
+                pre = max(0.0, res["init_s"] - plain["init_s"])
             s = summary[f"{stage}/{variant}"] = {**summarize(res, args.warmup, pre), "precompute_s": pre,
                                                  "peak_rss_gib": res["peak_rss_gib"]}
             figures.append(figure(f"{stage.upper()} {variant}", round(s["tokens_per_s"], 1), "tokens/s"))
@@ -204,15 +215,20 @@ def main(argv=None) -> int:
             if ref and s:
                 figures.append(figure(f"{stage.upper()} {variant} / trl_defaults",
                                       round(s["tokens_per_s"] / ref["tokens_per_s"], 2), "x"))
-        ours = summary.get(f"{stage}/project_malloc")
+        ours = summary.get(f"{stage}/project_malloc" if args.device == "cpu" else f"{stage}/project")
         targets.append(target(f"{stage.upper()} tokens/s, project CPU settings vs TRL defaults",
                               round(ours["tokens_per_s"] / ref["tokens_per_s"], 2) if ours and ref else None,
                               TARGET_SPEEDUP, ">=", "x"))
-    pf, pm = summary.get("sft/project_malloc_padding_free"), summary.get("sft/project_malloc")
+    pf, pm = next(((summary[k], summary[k.rsplit("_padding_free", 1)[0]]) for k in summary
+                   if k.endswith("_padding_free") and k.rsplit("_padding_free", 1)[0] in summary), (None, None))
     if pf and pm and pf["first_loss"] is not None and pm["first_loss"] is not None:
         same = abs(pf["first_loss"] - pm["first_loss"]) <= 1e-3 * max(1.0, abs(pm["first_loss"]))
         figures.append(figure("SFT padding_free: first-step loss equals padded loss (attention stays per example)",
                               f"{same} ({pf['first_loss']:.5f} vs {pm['first_loss']:.5f})"))
+    for stage in args.stages.split(","):
+        totals = {sum(s["tokens"] for s in r["steps"]) for k, r in results.items()
+                  if k.startswith(stage + "/") and "steps" in r}
+        figures.append(figure(f"{stage.upper()}: every variant trained on the same tokens", len(totals) == 1))
     write_result(args.name, "Training throughput (TRL SFT / DPO)", figures, targets, quick=args.quick,
                  details={"summary": summary, "raw": results},
                  notes=["Data: synthetic error-scored pairs from the seed prompts (bench/synthetic.py), "

@@ -67,12 +67,18 @@ def answer(prompt: str, words: int) -> str:
     return " ".join(parts)
 
 
-def responses_frame(prompts: pd.DataFrame, words: int = 80) -> pd.DataFrame:
-    """data/responses.parquet-shaped: refusal, long compliance, short safe answer per prompt."""
+KINDS = ("refusal", "comply", "safe")
+
+
+def responses_frame(prompts: pd.DataFrame, words: int = 80, kinds=KINDS) -> pd.DataFrame:
+    """data/responses.parquet-shaped: per prompt a refusal, a long compliance and a short safe answer
+    (or the `kinds` chosen of them)."""
+    texts = {"refusal": lambda p: REFUSAL, "comply": lambda p: answer(p, words),
+             "safe": lambda p: "Here is some general, safe background on this topic."}
     rows = []
     for pid, prompt in zip(prompts["prompt_id"], prompts["prompt"]):
-        for s, (kind, text) in enumerate([("refusal", REFUSAL), ("comply", answer(prompt, words)),
-                                          ("safe", "Here is some general, safe background on this topic.")]):
+        for s, kind in enumerate(kinds):
+            text = texts[kind](prompt)
             rows.append({"response_id": f"{pid}-{kind}", "prompt_id": pid, "config_id": f"{pid}-bench",
                          "sample": s, "response": text, "generator": "bench", "source": "template"})
     return pd.DataFrame(rows)

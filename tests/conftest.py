@@ -38,3 +38,16 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO
+
+
+@pytest.fixture(scope="session")
+def tiny_pipeline(tmp_path_factory) -> Path:
+    """One full `dvc repro` of the tiny profile in a temporary copy of the repo, shared by the suite.
+
+    Tests read it; a test that changes files must work on its own copy (pipeline_run.copy_repo).
+    """
+    from pipeline_run import copy_repo, dvc
+
+    root = copy_repo(tmp_path_factory.mktemp("tiny-pipeline"), "tiny")
+    dvc(root, "repro")
+    return root

@@ -193,7 +193,20 @@ def test_resolve_headers_ranges_and_keepalive(hub):
     miss = conn.getresponse()
     miss.read()
     assert miss.status == 404 and miss.getheader("X-Error-Code") == "EntryNotFound"
+    conn.request("PUT", "/_lfs/" + "0" * 64, body=b"not what the oid says")
+    put = conn.getresponse()
+    put.read()
+    assert put.status == 400 and not hub.state.has_blob("0" * 64)
     conn.close()
+
+
+def test_state_survives_a_restart(tmp_path):
+    with HubServer(root=tmp_path) as first:
+        sha = first.add_files("ns/keep", {"a.txt": b"kept\n"})
+    with HubServer(root=tmp_path) as second:
+        assert second.commits("ns/keep", "dataset")[0] == sha
+        assert second.state.blob_path(second.files("ns/keep", "dataset")["a.txt"]["sha256"]) \
+            .read_bytes() == b"kept\n"
 
 
 def test_writes_need_the_token(hub):

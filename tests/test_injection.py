@@ -84,14 +84,55 @@ def spelled_control_tokens(tokenizer) -> list[str]:
 
 
 def check_unsanitised_would_fail(tokenizer) -> None:
-    """Without sanitising, the ChatML attack does forge tokens: the check above can fail."""
+    """Without sanitising, some attack does forge tokens for this format: the check above can fail."""
     controls = control_ids(tokenizer)
-    attack = ATTACKS["chatml_system"]
-    raw = tokenizer.apply_chat_template(chat.messages(SYSTEM, attack), tokenize=True,
-                                        add_generation_prompt=True)
-    raw = list(raw["input_ids"] if hasattr(raw, "keys") else raw)
-    safe = chat.render_ids(tokenizer, chat.messages(SYSTEM, attack))
-    assert counts(raw, controls) != counts(safe, controls)
+    forged = []
+    for name, attack in ATTACKS.items():
+        raw = tokenizer.apply_chat_template(chat.messages(SYSTEM, attack), tokenize=True,
+                                            add_generation_prompt=True)
+        raw = list(raw["input_ids"] if hasattr(raw, "keys") else raw)
+        safe = chat.render_ids(tokenizer, chat.messages(SYSTEM, attack))
+        if counts(raw, controls) != counts(safe, controls):
+            forged.append(name)
+    assert forged
+
+
+# Two more chat formats, rebuilt locally with their real control tokens and template shape:
+# Llama 3 (the paper's Llama-3.1-8B-Instruct) and Llama 2 / Mistral ([INST], <s>, </s>).
+LLAMA3 = (["<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"],
+          "{{ bos_token }}{% for m in messages %}{{ '<|start_header_id|>' + m['role'] + "
+          "'<|end_header_id|>\n\n' + m['content'] | trim + '<|eot_id|>' }}{% endfor %}"
+          "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}",
+          "<|begin_of_text|>", "<|eot_id|>")
+LLAMA2 = (["<s>", "</s>", "[INST]", "[/INST]", "<<SYS>>", "<</SYS>>"],
+          "{{ bos_token }}{% for m in messages %}{% if m['role'] == 'system' %}"
+          "{{ '[INST] <<SYS>>\n' + m['content'] + '\n<</SYS>>\n\n' }}"
+          "{% elif m['role'] == 'user' %}{% if loop.index0 == 0 %}{{ '[INST] ' }}{% endif %}"
+          "{{ m['content'] + ' [/INST]' }}{% else %}{{ ' ' + m['content'] + eos_token }}{% endif %}{% endfor %}",
+          "<s>", "</s>")
+
+
+def format_tokenizer(specials, template, bos, eos):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator(sorted([SYSTEM, PLAIN, *ATTACKS.values()]), trainer=trainers.BpeTrainer(
+        vocab_size=300, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False))
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=bos, eos_token=eos)
+    fast.chat_template = template
+    return fast
+
+
+@pytest.mark.parametrize("fmt", [LLAMA3, LLAMA2], ids=["llama3", "llama2"])
+def test_other_chat_formats_hold_no_spelled_control_tokens(fmt):
+    tok = format_tokenizer(*fmt)
+    assert set(fmt[0]) & set(spelled_control_tokens(tok))  # the attacks do spell this format
+    check_tokenizer(tok)
+    check_unsanitised_would_fail(tok)
 
 
 def test_tiny_tokenizer_ids_hold_no_spelled_control_tokens(tiny_model_dir):

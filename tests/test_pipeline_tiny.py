@@ -15,10 +15,8 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    root = copy_repo(tmp_path_factory.mktemp("tiny-run"), "tiny")
-    first = dvc(root, "repro")
-    return root, first
+def tiny_run(tiny_pipeline):
+    return tiny_pipeline, None
 
 
 def declared_outs(root) -> list[str]:

@@ -289,6 +289,7 @@ def test_rejected_token_fails_clearly_without_echoing_it(world):
                world["project"], check=False)
     assert proc.returncode == 1 and "401" in proc.stderr and "hf auth login" in proc.stderr
     assert wrong not in proc.stdout + proc.stderr
+    assert "already held this content" in proc.stderr  # unchanged, so only the tag was tried
 
 
 def test_fake_token_never_reaches_files_or_logs(world):
@@ -311,3 +312,25 @@ def test_parse_ref_and_bad_sources():
     from cosalign.hub.source import resolve_source
     with pytest.raises(InputError, match="preferences.source"):
         resolve_source("", "preferences", "data/preferences.parquet")
+
+
+def test_verify_refuses_unsafe_paths_missing_hashes_and_mismatches(tmp_path):
+    from cosalign.hub.lineage import sha256_file
+    from cosalign.hub.pull import IntegrityError, verify
+    (tmp_path / "a.parquet").write_bytes(b"data")
+    verify(tmp_path, {"a.parquet": sha256_file(tmp_path / "a.parquet")}, "ns/x@1")
+    for recorded, message in (({}, "records no file hashes"),
+                              ({"../a.parquet": "0"}, "unsafe path"),
+                              ({"/etc/passwd": "0"}, "unsafe path"),
+                              ({"b.parquet": "0"}, "missing from the repo"),
+                              ({"a.parquet": "0" * 64}, "sha256 mismatch")):
+        with pytest.raises(IntegrityError, match=message):
+            verify(tmp_path, recorded, "ns/x@1")
+
+
+def test_licence_follows_the_prompt_sources():
+    assert cards.licence({"seed": 3})[0] == "apache-2.0"
+    assert cards.licence({"wildguardmix": 2, "seed": 1})[0] == "odc-by"
+    lic, text = cards.licence({"beavertails_330k": 1, "wildguardmix": 1})
+    assert lic == "cc-by-nc-4.0" and "ODC-BY" in text and "most restrictive" in text
+    assert cards.licence(None)[0] == "other"  # unknown sources are never guessed

@@ -66,7 +66,9 @@ def fails_cleanly(stage: str, work: Path, output: str, capsys, *expected: str) -
         runpy.run_path(str(STAGES / f"{stage}.py"), run_name="__main__")
     err = capsys.readouterr().err
     assert exit_info.value.code == 2, err
-    assert err.startswith("error: ") and "Traceback" not in err, err
+    assert "Traceback" not in err, err
+    err = err[err.index("error: "):]  # a progress bar may have drawn before the failure
+    assert len(err.strip().splitlines()) == 1, err
     for piece in expected:
         assert piece in err, f"{piece!r} not in {err!r}"
     assert target.read_bytes() == PREVIOUS, "the failed run touched the previous output"
@@ -181,9 +183,14 @@ PARAMS_CASES = {
     "batch size as text": ("judgments", {"work_batch_size": "8"},
                            ["field 'judgments.work_batch_size'", "expected int, got str"]),
     "modes as a string": ("configs", {"modes": "exact_match"}, ["field 'configs.modes'", "expected list"]),
+    "unknown judge": ("judgments", {"judge": {"name": "gpt4"}}, ["field 'judgments.judge.name'", "unknown judge 'gpt4'"]),
+    "misspelt judge option": ("prompt_labels", {"judge": {"name": "openai", "temprature": 0}},
+                              ["field 'prompt_labels.judge'", "unknown option(s) ['temprature']"]),
+    "judge as a string": ("judgments", {"judge": "rules"}, ["field 'judgments.judge'", "expected dict"]),
 }
 OUTPUT = {"prompts": "data/prompts.parquet", "responses": "data/responses.parquet",
-          "judgments": "data/judgments.parquet", "configs": "data/configs.parquet"}
+          "judgments": "data/judgments.parquet", "configs": "data/configs.parquet",
+          "prompt_labels": "data/prompt_labels.parquet"}
 
 
 @pytest.mark.parametrize("case", list(PARAMS_CASES))
@@ -201,6 +208,20 @@ def test_bad_params_value(case, work, capsys):
 def test_bad_params_file(text, expected, work, capsys):
     (work / "params.yaml").write_text(text)
     fails_cleanly("prompts", work, "data/prompts.parquet", capsys, "params.yaml", expected)
+
+
+def test_judge_key_variable_unset(work, capsys, monkeypatch):
+    """An API judge without its key stops before any call, naming the variable (never a value)."""
+    write_parquet(pd.DataFrame({"response_id": ["r"], "prompt_id": ["p"], "config_id": ["c"], "sample": [0],
+                                "response": ["ok"], "generator": ["g"], "source": ["model"]}),
+                  work / "data/responses.parquet")
+    write_parquet(pd.DataFrame({"prompt_id": ["p"], "prompt": ["hi"]}), work / "data/prompts.parquet")
+    monkeypatch.delenv("COSALIGN_RELIABILITY_UNSET_KEY", raising=False)
+    edit_params(work, "judgments", judge={"name": "openai", "base_url": "http://127.0.0.1:9/v1",
+                                          "api_key_env": "COSALIGN_RELIABILITY_UNSET_KEY",
+                                          "cache_dir": ".cache/j"})
+    fails_cleanly("judgments", work, "data/judgments.parquet", capsys,
+                  "environment variable COSALIGN_RELIABILITY_UNSET_KEY", "is not set")
 
 
 # --- as real processes: exit status, one line, no traceback -----------------------------------

@@ -27,7 +27,8 @@ from openai_server import OpenAIServer
 
 REPO = Path(__file__).resolve().parent.parent
 STAGES = REPO / "stages"
-SECRET = "sk-reliability-SECRET-0b7e44c1"  # a fake key: it must not land in any file the run writes
+# A fake key, built at run time (no file holds it literally): it must not land in any file a run writes.
+SECRET = "sk-" + hashlib.sha256(b"reliability resume").hexdigest()[:40]
 
 
 def env_for(extra: dict | None = None) -> dict:
@@ -177,6 +178,67 @@ def test_sigkill_mid_write_leaves_the_previous_artifact(tmp_path):
     assert all(n.startswith(".x.parquet.") and n.endswith(".tmp") for n in stray) and stray
 
 
+RAW_WRITERS = {"to_parquet", "to_csv", "to_json", "write_table", "savefig", "save_pretrained",
+               "write_text", "write_bytes", "dump"}
+# Known exceptions, each a bug to fix (see RELIABILITY.md); the test fails once one is fixed,
+# so the entry is removed and the guard covers that file again.
+KNOWN_NON_ATOMIC = {"src/cosalign/report.py:_save_png"}
+
+
+def raw_writes(path: Path, root: Path = REPO) -> list[str]:
+    """`file:function` of every file write that is neither inside `with atomic_path(...)` nor
+    aimed at a temporary path (a name containing "tmp", swapped in by the caller)."""
+    import ast
+
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found = []
+
+    def visit(node, func, atomic):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            func = node.name
+        if isinstance(node, ast.With) and any(
+                isinstance(i.context_expr, ast.Call) and getattr(i.context_expr.func, "id", "") == "atomic_path"
+                for i in node.items):
+            atomic = True
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
+                and node.func.attr in RAW_WRITERS and not atomic:
+            target = node.args[0] if node.args else None
+            if node.func.attr == "dump":  # json/yaml.dump(obj, stream): only a write with a stream
+                target = node.args[1] if len(node.args) > 1 else next(
+                    (k.value for k in node.keywords if k.arg in ("fp", "stream")), None)
+            to_string = node.func.attr in ("to_csv", "to_json") and target is None
+            if target is not None:
+                name = ast.unparse(node.func.value) if node.func.attr in ("write_text", "write_bytes") \
+                    else ast.unparse(target)
+                if "tmp" not in name and not to_string:
+                    found.append(f"{path.relative_to(root).as_posix()}:{func}")
+        if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "open" and not atomic \
+                and any(isinstance(a, ast.Constant) and isinstance(a.value, str) and "w" in a.value
+                        for a in node.args[1:2]) and "tmp" not in ast.unparse(node.args[0]):
+            found.append(f"{path.relative_to(root).as_posix()}:{func}")
+        for child in ast.iter_child_nodes(node):
+            visit(child, func, atomic)
+
+    visit(tree, "<module>", False)
+    return found
+
+
+def test_every_artifact_writer_goes_through_a_temporary_path():
+    files = [p for p in sorted((REPO / "src/cosalign").rglob("*.py")) + sorted(STAGES.glob("*.py"))
+             if p.name != "io.py"]
+    found = {w for f in files for w in raw_writes(f)}
+    assert found - KNOWN_NON_ATOMIC == set(), "write through cosalign.io (atomic_path / write_*)"
+    assert KNOWN_NON_ATOMIC <= found, f"fixed? remove from KNOWN_NON_ATOMIC: {KNOWN_NON_ATOMIC - found}"
+
+
+def test_the_writer_scan_finds_a_direct_write(tmp_path):
+    bad = tmp_path / "probe.py"
+    bad.write_text("def f(df, path):\n    df.to_parquet(path)\n"
+                   "def g(df, path):\n    with atomic_path(path) as tmp:\n        df.to_parquet(tmp)\n"
+                   "def h(obj, path):\n    with open(path, 'w') as fh:\n        json.dump(obj, fh)\n")
+    assert raw_writes(bad, tmp_path) == ["probe.py:f", "probe.py:h", "probe.py:h"]
+
+
 # --- resumable stages --------------------------------------------------------------------------
 
 def test_killed_responses_stage_resumes_to_the_uninterrupted_bytes(inputs, reference_responses, tmp_path):
@@ -237,3 +299,20 @@ def test_killed_judgments_stage_resumes_without_paying_twice(inputs, reference_r
     assert temp_files(cwd) == []
     for f in [p for p in cwd.rglob("*") if p.is_file()]:  # the key reached no file
         assert SECRET.encode() not in f.read_bytes(), f
+
+
+def test_checkpoints_live_outside_every_dvc_output():
+    """DVC deletes a stage's outputs before running it: the checkpoints must not be one of them."""
+    from cosalign.workqueue import WORK_ROOT
+
+    spec = yaml.safe_load((REPO / "dvc.yaml").read_text())
+    outs = []
+    for stage in spec["stages"].values():
+        stages = stage.get("foreach") and [stage["do"]] or [stage]
+        for s in stages:
+            for key in ("outs", "metrics", "plots"):
+                outs += [next(iter(o)) if isinstance(o, dict) else o for o in s.get(key, [])]
+    work = WORK_ROOT.as_posix()
+    assert outs and not [o for o in outs if work.startswith(o.rstrip("/") + "/") or o.startswith(work)]
+    ignored = subprocess.run(["git", "check-ignore", "-q", f"{work}/responses/x"], cwd=REPO)
+    assert ignored.returncode == 0, f"{work} must be git-ignored"

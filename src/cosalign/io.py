@@ -140,7 +140,7 @@ def _read_jsonl(path: Path) -> pd.DataFrame:
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise InputError(path, f"invalid JSON: {exc.msg}", row=i) from None
+                raise InputError(path, f"invalid JSON: {exc.msg} (column {exc.colno})", row=i) from None
             if not isinstance(row, dict):
                 raise InputError(path, "each line must be a JSON object", row=i)
             rows.append(row)

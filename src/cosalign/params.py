@@ -18,8 +18,11 @@ def load_params(path: str | os.PathLike = PARAMS_FILE) -> dict:
         params = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise InputError(path, "params file not found (run from the repository root)") from None
-    except yaml.YAMLError as exc:
-        raise InputError(path, f"invalid YAML: {exc}") from None
+    except yaml.YAMLError as exc:  # one line with the position, not PyYAML's multi-line dump
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        raise InputError(path, f"invalid YAML: {problem}{where}") from None
     if not isinstance(params, dict):
         raise InputError(path, "must be a mapping of stage sections")
     return params

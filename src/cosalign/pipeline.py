@@ -38,7 +38,24 @@ def check_section(name: str, p: dict, path=PARAMS_FILE) -> dict:
             raise InputError(path, f"must be at least 1, got {value!r}", field=f"{name}.{key}")
         if key == "test_fraction" and not 0 <= value < 1:
             raise InputError(path, f"must be in [0, 1), got {value!r}", field=f"{name}.{key}")
+    if "judge" in REQUIRED.get(name, {}):
+        check_judge(p["judge"], f"{name}.judge", path)
     return p
+
+
+def check_judge(judge: dict, where: str, path=PARAMS_FILE) -> None:
+    """The judge's name and options, checked before any input is read (make_judge would fail later)."""
+    import inspect
+
+    from cosalign.judges.base import BACKENDS, backend_class
+
+    if judge.get("name") not in BACKENDS:
+        raise InputError(path, f"unknown judge {judge.get('name')!r} (one of {sorted(BACKENDS)})",
+                         field=f"{where}.name")
+    accepted = [a for a in inspect.signature(backend_class(judge["name"]).__init__).parameters if a != "self"]
+    unknown = sorted(set(judge) - {"name"} - set(accepted))
+    if unknown:
+        raise InputError(path, f"unknown option(s) {unknown}; accepted: {accepted}", field=where)
 
 
 def stage_params(name: str) -> dict:

@@ -17,7 +17,8 @@ Errors carry `X-Error-Code` so the client raises its own exception classes.
 
 Test hooks: `fail_next(kind, n)` answers the next n requests of a kind ("commit", "lfs_put",
 "lfs_batch", "preupload") with 500 and changes nothing; `tamper(...)` corrupts a stored blob;
-`requests` records (method, route kind, path) of every request (never headers, so no tokens).
+`requests` records (method, route kind, path) of every request (never headers, so no tokens);
+`add_files(repo_id, {path: bytes})` seeds a repo in one commit (fixture repos for loaders).
 Not covered: real auth (one optional shared token), gated repos, pull requests, Xet, the viewer.
 """
 
@@ -72,9 +73,11 @@ class HubState:
         self.root = root
         self.blobs = root / "blobs"
         self.blobs.mkdir(parents=True, exist_ok=True)
-        self.repos: dict[str, dict] = {}
+        state = root / "state.json"  # a server restarted on the same root keeps its repos
+        self.repos: dict[str, dict] = \
+            json.loads(state.read_text())["repos"] if state.exists() else {}
         self.lock = threading.RLock()
-        self.serial = 0
+        self.serial = sum(len(r["commits"]) for r in self.repos.values())
 
     # -- storage ------------------------------------------------------------------------------
     def save(self) -> None:

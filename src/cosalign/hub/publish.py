@@ -230,7 +230,7 @@ def publish_artifact(api, artifact: Artifact, namespace: str, root: Path, *, tag
     files = local_files(artifact, root)
     card = build_card(artifact, repo_id, files, root, namespace, metrics)
     digest = cards.card_metadata(card)["cosalign"]["content"]
-    commit = None
+    commit, changed = None, False
     try:
         for attempt in _retrying():
             with attempt:
@@ -245,8 +245,12 @@ def publish_artifact(api, artifact: Artifact, namespace: str, root: Path, *, tag
     except InputError:
         raise
     except Exception as exc:
-        state = (f"commit {commit} was made but not tagged" if commit
-                 else "the repo keeps its previous revision")
+        if commit is None:
+            state = "the repo keeps its previous revision"
+        elif changed:
+            state = f"commit {commit} was made but not tagged"
+        else:
+            state = f"the repo already held this content at {commit}; it was not tagged"
         hint = " (check HF_TOKEN or `hf auth login`)" if _status(exc) in (401, 403) else ""
         raise PublishError(f"{repo_id}: publishing failed ({type(exc).__name__}: "
                            f"{_first_line(exc)}){hint}; {state}") from exc

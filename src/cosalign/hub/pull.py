@@ -58,6 +58,9 @@ def verify(folder: Path, recorded: dict[str, str], where: str) -> None:
         raise IntegrityError(where, "the card records no file hashes (cosalign.files); refusing "
                                     "an unverifiable artifact")
     for rel, expected in sorted(recorded.items()):
+        parts = Path(rel).parts
+        if not parts or Path(rel).is_absolute() or ".." in parts or parts[0] == ".cache":
+            raise IntegrityError(where, "unsafe path in the card's file list", field=rel)
         path = folder / rel
         if not path.is_file():
             raise IntegrityError(where, "file listed in the card is missing from the repo",
@@ -135,7 +138,10 @@ def pull(repo_id: str, revision: str, root: str | Path = ".", *, out_path: str |
         verify(scratch / "dl", files, where)
         target = root / (out_path or artifact.path)
         if artifact.kind == "dataset":
-            (rel,) = files  # one file per dataset repo
+            if len(files) != 1:
+                raise InputError(where, f"a dataset repo holds one artifact file; the card lists "
+                                        f"{sorted(files)}", field="README.md")
+            (rel,) = files
             validate_download(scratch / "dl" / rel, name, f"{where}: {rel}")
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(scratch / "dl" / rel, target)

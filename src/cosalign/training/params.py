@@ -12,7 +12,7 @@ A section looks like (every key optional except optim.learning_rate; defaults be
       precision: {dtype, bf16}
       lora:   {enabled, r, alpha, dropout, target_modules}
       system: {use_cpu, gradient_checkpointing, dataloader_num_workers}
-      dpo:    {beta, loss_type}    # dpo section only
+      loss:   {beta, type}         # dpo section only
 
 Unknown keys, wrong types and out-of-range values fail at construction with an InputError that
 names the key (`sft.optim.learning_rate`), before any model is loaded.
@@ -80,10 +80,10 @@ class SystemParams:
 
 
 @dataclass(frozen=True)
-class DpoParams:
+class DpoLossParams:
     """The DPO objective (dpo section only)."""
     beta: float = 0.1  # paper: 0.1
-    loss_type: str = "sigmoid"  # the original DPO loss
+    type: str = "sigmoid"  # DPOConfig.loss_type; sigmoid is the original DPO loss
 
 
 @dataclass(frozen=True)
@@ -97,7 +97,7 @@ class TrainingParams:
     precision: PrecisionParams = field(default_factory=PrecisionParams)
     lora: LoraParams = field(default_factory=LoraParams)
     system: SystemParams = field(default_factory=SystemParams)
-    dpo: DpoParams | None = None
+    loss: DpoLossParams | None = None
 
     def __post_init__(self):
         s, o = self.stage, self.optim
@@ -107,8 +107,8 @@ class TrainingParams:
 
         if s not in ("sft", "dpo"):
             raise ValueError(f"stage must be 'sft' or 'dpo', got {s!r}")
-        if s == "sft" and self.dpo is not None:
-            bad("dpo", "only the dpo section takes a dpo group")
+        if s == "sft" and self.loss is not None:
+            bad("loss", "only the dpo section takes a loss group")
         if o.learning_rate <= 0:
             bad("optim.learning_rate", f"must be > 0, got {o.learning_rate!r}")
         for key in ("per_device_train_batch_size", "gradient_accumulation_steps"):
@@ -136,15 +136,15 @@ class TrainingParams:
             bad("precision.dtype", f"must be one of {DTYPES}, got {self.precision.dtype!r}")
         if self.lora.r < 1 or self.lora.alpha < 1 or not 0 <= self.lora.dropout < 1:
             bad("lora", "needs r >= 1, alpha >= 1 and 0 <= dropout < 1")
-        if self.dpo is not None and self.dpo.beta <= 0:
-            bad("dpo.beta", f"must be > 0, got {self.dpo.beta!r}")
+        if self.loss is not None and self.loss.beta <= 0:
+            bad("loss.beta", f"must be > 0, got {self.loss.beta!r}")
 
     @classmethod
     def from_dict(cls, section: dict, stage: str) -> "TrainingParams":
         """Build from a params.yaml section; every unknown key or wrong type names `<stage>.<key>`."""
         values = _fields_from(cls, section, stage, skip={"stage"})
-        if stage == "dpo" and "dpo" not in values:
-            values["dpo"] = DpoParams()
+        if stage == "dpo" and "loss" not in values:
+            values["loss"] = DpoLossParams()
         return cls(stage=stage, **values)
 
     def to_dict(self) -> dict:

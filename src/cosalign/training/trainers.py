@@ -128,7 +128,7 @@ def train_dpo(pref_path, sft_dir, out_dir, reports_dir, params: TrainingParams |
     df = load_preferences(pref_path)
     dataset = dpo_dataset(df, params.data.max_examples)
     tmp = _staging_dir(out_dir)
-    config = DPOConfig(**trainer_kwargs(params, tmp), beta=params.dpo.beta, loss_type=[params.dpo.loss_type])
+    config = DPOConfig(**trainer_kwargs(params, tmp), beta=params.loss.beta, loss_type=[params.loss.type])
     return _run(DPOTrainer, config, params, dataset, pref_path, sft_dir, out_dir, reports_dir)
 
 
@@ -159,6 +159,8 @@ def _run(trainer_cls, config, params, dataset, pref_path, parent_dir, out_dir, r
     started = time.perf_counter()
     result = trainer.train()
     seconds = time.perf_counter() - started
+    # TRL's DPO leaves config.use_cache off after training; a saved checkpoint should generate with the cache.
+    trainer.accelerator.unwrap_model(trainer.model).config.use_cache = True
     trainer.save_model(str(tmp))  # every process: gathers sharded weights
     state.wait_for_everyone()
     summary = {"stage": params.stage, "examples": len(dataset), "steps": int(trainer.state.global_step),

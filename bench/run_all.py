@@ -1,0 +1,120 @@
+"""Run every benchmark one after another, then write BENCHMARKS.md from bench/results/*.json.
+
+    python bench/run_all.py                   # the measurements (~65 min on 2 quiet cores)
+    python bench/run_all.py --quick           # smoke run: tiny model, few items (a few minutes)
+    python bench/run_all.py --only judge,memory
+    python bench/run_all.py --report-only     # just rewrite BENCHMARKS.md from the results files
+
+Benchmarks run sequentially (never two at once: they would slow each other down) in fresh
+processes. Run on a quiet machine: the load average at each start is recorded with the results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import REPO, RESULTS, bench_env  # noqa: E402
+
+BENCHES = {  # name -> (script, the result files it writes)
+    "generation": ("bench/bench_generation.py", ["generation"]),
+    "judge": ("bench/bench_judge.py", ["judge"]),
+    "training": ("bench/bench_training.py", ["training"]),
+    "memory": ("bench/bench_memory.py", ["memory"]),
+    "dvc": ("bench/bench_dvc.py", ["dvc"]),
+}
+REPORT = REPO / "BENCHMARKS.md"
+
+
+def run(name: str, quick: bool) -> dict:
+    script = BENCHES[name][0]
+    cmd = [sys.executable, str(REPO / script)] + (["--quick"] if quick else [])
+    print(f"=== {name}: {' '.join(['python', script] + cmd[2:])}", flush=True)
+    start = time.perf_counter()
+    code = subprocess.call(cmd, cwd=REPO, env=bench_env())
+    return {"name": name, "returncode": code, "seconds": round(time.perf_counter() - start, 1)}
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return f"{value:,.2f}" if abs(value) < 1000 else f"{value:,.0f}"
+    return str(value)
+
+
+def _machine(m: dict) -> str:
+    v = m.get("versions", {})
+    gpu = f", GPU {m['gpu']}" if m.get("gpu") else ""
+    return (f"{m.get('cpu')}, {m.get('cores')} cores, {m.get('ram_gib')} GiB RAM{gpu}; Python {m.get('python')}, "
+            f"torch {v.get('torch')}, transformers {v.get('transformers')}, trl {v.get('trl')}; "
+            f"load average at start {m.get('load_avg')}")
+
+
+def render(results: list[dict]) -> str:
+    """BENCHMARKS.md: a summary of targets, then one section per benchmark."""
+    quick = any(r.get("quick") for r in results)
+    lines = ["# Benchmarks", "",
+             "Written by `python bench/run_all.py` (`make bench`) from `bench/results/*.json`; "
+             "how each figure is measured: `bench/README.md`.", ""]
+    if quick:
+        lines += ["> **Quick smoke numbers, not the measurements.** Some results below come from `--quick` "
+                  "runs (tiny random model, a few items, a busy machine): they show that the scripts work, "
+                  "not how fast the project is. Regenerate with `python bench/run_all.py` on a quiet machine.",
+                  ""]
+    lines += ["## Targets", "", "| Benchmark | Target | Measured | Goal | Met |", "|---|---|---|---|---|"]
+    for r in results:
+        tag = " (quick)" if r.get("quick") else ""
+        for t in r["targets"]:
+            met = "n/a" if t["met"] is None else ("yes" if t["met"] else "**no**")
+            if r.get("quick"):  # a smoke run's verdict says nothing about the project
+                met = f"({met.strip('*')}, smoke run)"
+            lines.append(f"| {r['name']}{tag} | {t['name']} | {_fmt(t['value'])} {t['unit']} | "
+                         f"{t['op']} {_fmt(t['goal'])} {t['unit']} | {met} |")
+    for r in results:
+        m = r["machine"]
+        lines += ["", f"## {r['title']}" + (" — quick smoke run" if r.get("quick") else ""), "",
+                  f"- Date: {m.get('date')}", f"- Machine: {_machine(m)}", f"- Command: `{r['command']}`", "",
+                  "| Figure | Value |", "|---|---|"]
+        for f in r["figures"]:
+            lines.append(f"| {f['name']} | {_fmt(f['value'])} {f['unit']}".rstrip() + " |")
+        for note in r.get("notes", []):
+            lines.append(f"\n_{note}_")
+    return "\n".join(lines) + "\n"
+
+
+def load_results(names: list[str] | None = None) -> list[dict]:
+    order = [n for _, files in BENCHES.values() for n in files]
+    found = {p.stem: json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json"))}
+    keys = [n for n in order if n in found] + sorted(set(found) - set(order))
+    return [found[k] for k in keys if names is None or k in names]
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="pass --quick to every benchmark")
+    ap.add_argument("--only", default=None, help=f"comma-separated subset of {', '.join(BENCHES)}")
+    ap.add_argument("--report-only", action="store_true", help="only rewrite BENCHMARKS.md")
+    ap.add_argument("--show", default=None, help="print these results files' figures (comma-separated "
+                                                 "names, e.g. generation_gpu,training_gpu) and exit")
+    args = ap.parse_args(argv)
+    if args.show:
+        print(render(load_results(args.show.split(","))))
+        return 0
+    names = args.only.split(",") if args.only else list(BENCHES)
+    unknown = [n for n in names if n not in BENCHES]
+    if unknown:
+        ap.error(f"unknown benchmark(s) {unknown}; known: {list(BENCHES)}")
+    runs = [] if args.report_only else [run(n, args.quick) for n in names]
+    REPORT.write_text(render(load_results()), encoding="utf-8")
+    print(f"wrote {REPORT.relative_to(REPO)}")
+    for r in runs:
+        print(f"  {r['name']}: exit {r['returncode']}, {r['seconds']} s")
+    return 0 if all(r["returncode"] == 0 for r in runs) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
