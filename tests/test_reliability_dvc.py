@@ -48,7 +48,8 @@ def label_verdict(body: dict) -> str:
     from cosalign import taxonomy
 
     h = int(hashlib.sha256(body["messages"][-1]["content"].encode()).hexdigest(), 16)
-    cats = sorted({taxonomy.SEEN[h % 5], taxonomy.SEEN[(h // 7) % 5]})[: h % 3]
+    seen = list(taxonomy.SEEN)
+    cats = sorted({seen[h % len(seen)], seen[(h // 7) % len(seen)]})[: h % 3]
     return "Labelled.\n" + json.dumps({"risk_categories": cats})
 
 
@@ -71,7 +72,9 @@ def run(tmp_path_factory):
         env = env_for(root) | {"OPENAI_API_KEY": OPENAI_KEY, "HF_TOKEN": HF_TOKEN}
 
         def dvc(*args, check=True):
+            start = time.monotonic()
             proc = subprocess.run([DVC, *args], cwd=root, env=env, capture_output=True, text=True, timeout=600)
+            print(f"dvc {' '.join(args)}: {time.monotonic() - start:.1f}s")  # shown with -s
             logs.append(proc.stdout + proc.stderr)
             assert not check or proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
             return proc
@@ -89,6 +92,7 @@ def run(tmp_path_factory):
             time.sleep(0.005)
         os.killpg(killed.pid, signal.SIGKILL)  # DVC and its stage process together
         killed.wait()
+    print(f"dvc repro responses, until killed: {time.monotonic() - deadline + 300:.1f}s")
     logs.append(log.read_text(errors="replace"))
     done = response_batches(root)
     resumed = dvc("repro", "responses")

@@ -97,13 +97,37 @@ def test_an_endpoint_that_is_down_is_retried_then_recorded_invalid(tmp_path):
     assert_invalid(verdict, "APIConnectionError after 3 attempt(s)")
 
 
+class HangUpServer(RawServer):
+    """Reads the request, then closes the connection without a byte of answer (a crashed worker)."""
+
+    def __init__(self):
+        super().__init__(200, b"")
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                server.calls += 1
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+
+        self.httpd.RequestHandlerClass = Handler
+
+
+def test_a_connection_dropped_without_answer_is_retried_then_recorded_invalid(tmp_path):
+    with HangUpServer() as server:
+        [verdict] = judge(server.base_url, tmp_path).judge_responses(ITEM)
+        assert server.calls == 3
+    assert_invalid(verdict, "APIConnectionError after 3 attempt(s)")
+
+
 @pytest.mark.parametrize("status, body, content_type, why", [
     (502, b"<html>Bad gateway</html>", "text/html", "after 3 attempt(s)"),
-    # KNOWN BUG (RELIABILITY.md, J-7): openai returns the body as a str for a non-JSON 200, and
-    # OpenAIJudge._call reads `resp.choices`, so one such answer crashes the whole judge run.
-    pytest.param(200, b"<html>please log in</html>", "text/html", "",
-                 marks=pytest.mark.xfail(strict=True, raises=AttributeError,
-                                         reason="OpenAIJudge._call assumes a ChatCompletion object")),
+    # openai returns the body as a str for a non-JSON 200 (RELIABILITY.md, J-7).
+    (200, b"<html>please log in</html>", "text/html", "not a chat completion"),
     (200, json.dumps({"id": "x", "object": "chat.completion", "created": 0, "model": "m",
                       "choices": []}).encode(), "application/json", "no choices"),
     (200, b'{"id": "x", "choices": [{"index": 0, "finish_reason": "stop", "message": '

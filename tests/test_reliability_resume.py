@@ -182,7 +182,7 @@ RAW_WRITERS = {"to_parquet", "to_csv", "to_json", "write_table", "savefig", "sav
                "write_text", "write_bytes", "dump"}
 # Known exceptions, each a bug to fix (see RELIABILITY.md); the test fails once one is fixed,
 # so the entry is removed and the guard covers that file again.
-KNOWN_NON_ATOMIC = {"src/cosalign/report.py:_save_png"}
+KNOWN_NON_ATOMIC: set[str] = set()
 
 
 def raw_writes(path: Path, root: Path = REPO) -> list[str]:

@@ -37,8 +37,12 @@ os.umask(_UMASK)
 
 
 @contextlib.contextmanager
-def atomic_path(target: str | os.PathLike):
-    """Yield a temporary path beside `target`; rename it over `target` only if the block succeeds."""
+def atomic_path(target: str | os.PathLike, mode: int | None = None):
+    """Yield a temporary path beside `target`; rename it over `target` only if the block succeeds.
+
+    The file gets `mode` (default: what a plain open() would give under the umask), not
+    mkstemp's private 0600, unless a caller asks for that (e.g. a keys file).
+    """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
@@ -46,7 +50,7 @@ def atomic_path(target: str | os.PathLike):
     try:
         yield Path(tmp)
         if os.path.exists(tmp):
-            os.chmod(tmp, 0o666 & ~_UMASK)
+            os.chmod(tmp, (0o666 & ~_UMASK) if mode is None else mode)
         os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):
@@ -66,8 +70,8 @@ def write_json(obj, target: str | os.PathLike) -> None:
         tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False, sort_keys=False) + "\n", encoding="utf-8")
 
 
-def write_text(text: str, target: str | os.PathLike) -> None:
-    with atomic_path(target) as tmp:
+def write_text(text: str, target: str | os.PathLike, mode: int | None = None) -> None:
+    with atomic_path(target, mode) as tmp:
         tmp.write_text(text, encoding="utf-8")
 
 

@@ -169,8 +169,10 @@ def breakdown_long(breakdown: pd.DataFrame) -> pd.DataFrame:
 
 
 def _save_png(fig, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100, metadata={"Software": None})  # no version string: stable bytes
+    from cosalign.io import atomic_path
+
+    with atomic_path(path) as tmp:  # a killed report stage leaves the old PNG, never half of one
+        fig.savefig(tmp, dpi=100, format="png", metadata={"Software": None})  # no version: stable bytes
 
 
 def write_pngs(per: pd.DataFrame, breakdown: pd.DataFrame, plots_dir: Path) -> None:

@@ -1,10 +1,13 @@
 """The responses stage: several replies per (config, prompt) from a generator.
 
 For each training prompt: one reply set per sampled config plus one under a generic system prompt
-(as the paper adds a plain answer), `samples` replies each. The tiny profile's random model writes
-noise, so `template_responses` adds two templated replies per prompt (a refusal, and a compliance
-that restates the request), marked source=template, so the judge and pairing have something to
-separate.
+(as the paper adds a plain answer), `samples` replies each.
+
+`template_responses` adds templated replies per prompt, marked source=template, so the judge and
+the pairing have opposite behaviours to separate: `refusal` (a polite refusal) and `compliance`
+(an answer that restates the request). The tiny profile's random model writes noise and needs
+both; SmolLM2-135M almost never refuses (the paper drew refusals from its many configs on a
+strong model), so the default profile adds the refusal.
 """
 
 from __future__ import annotations
@@ -17,8 +20,10 @@ from cosalign.generation import GenerationSettings, make_generator
 from cosalign.workqueue import fingerprint, run_batches
 
 GENERIC_SYSTEM_PROMPT = "You are a helpful assistant."
-REFUSAL = "I'm sorry, but I can't help with that request."
-COMPLIANCE = "Sure. Here is a complete answer to your request: {prompt}"
+TEMPLATES = {
+    "refusal": "I'm sorry, but I can't help with that request.",
+    "compliance": "Sure. Here is a complete answer to your request: {prompt}",
+}
 
 
 def response_jobs(prompts: pd.DataFrame, configs: pd.DataFrame, *, generic: bool) -> pd.DataFrame:
@@ -33,11 +38,15 @@ def response_jobs(prompts: pd.DataFrame, configs: pd.DataFrame, *, generic: bool
     return jobs.sort_values(["prompt_id", "config_id"], kind="stable").reset_index(drop=True)
 
 
-def template_rows(prompts: pd.DataFrame, prompt_ids) -> pd.DataFrame:
+def template_rows(prompts: pd.DataFrame, prompt_ids, kinds: list[str]) -> pd.DataFrame:
+    unknown = [k for k in kinds if k not in TEMPLATES]
+    if unknown:
+        raise ValueError(f"responses.template_responses: unknown {unknown} (known: {sorted(TEMPLATES)})")
     text = dict(zip(prompts["prompt_id"], prompts["prompt"]))
     rows = []
     for pid in sorted(set(prompt_ids)):
-        for sample, reply in enumerate([REFUSAL, COMPLIANCE.format(prompt=text[pid])]):
+        for sample, kind in enumerate(kinds):
+            reply = TEMPLATES[kind].format(prompt=text[pid])
             rows.append({"response_id": f"{pid}-template-{sample}", "prompt_id": pid,
                          "config_id": f"{pid}-template", "sample": sample, "response": reply,
                          "generator": "template", "source": "template"})
@@ -70,7 +79,8 @@ def generate_responses(prompts: pd.DataFrame, configs: pd.DataFrame, p: dict, mo
     out = run_batches(jobs, work, stage="responses", key=key, batch_size=p["work_batch_size"],
                       desc="responses")
     if p.get("template_responses"):
-        out = pd.concat([out, template_rows(prompts, jobs["prompt_id"])], ignore_index=True)
+        out = pd.concat([out, template_rows(prompts, jobs["prompt_id"], p["template_responses"])],
+                        ignore_index=True)
     out = out.sort_values(["prompt_id", "config_id", "source", "sample"], kind="stable").reset_index(drop=True)
     return schemas.validate(out, "responses", "data/responses.parquet")
 

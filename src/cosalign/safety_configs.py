@@ -435,7 +435,7 @@ def save_keys(path, keys: dict[str, str]) -> None:
     text = ("# cosalign API keys: sha256 of each key -> the safety config version it is bound to.\n"
             "# The keys themselves are never stored (see docs/safety-configs.md).\n")
     text += yaml.safe_dump({"version": 1, "keys": dict(sorted(keys.items()))}, sort_keys=False)
-    write_text(text, path)  # atomic_path's temporary file is created 0600 and keeps that mode
+    write_text(text, path, mode=0o600)  # key hashes: readable by the owner only
 
 
 def add_key(keys_file, binding: str, configs_dir=None) -> str:

@@ -158,6 +158,9 @@ class OpenAIJudge:
             raise JudgeError(f"{self.judge_id}: {type(exc).__name__}: {self._redact(exc)}") from None
         except openai.OpenAIError as exc:
             return {"error": f"{type(exc).__name__} after {attempts} attempt(s): {self._redact(exc)}"}
+        if not hasattr(resp, "choices"):  # a non-JSON 200 (a login page, a proxy): not a completion
+            return {"error": f"the endpoint answered with something that is not a chat completion: "
+                             f"{str(resp)[:200]!r}"}
         if not resp.choices:
             return {"error": "the endpoint returned no choices"}
         choice = resp.choices[0]
