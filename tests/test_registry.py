@@ -283,7 +283,7 @@ def test_pull_rejects_data_breaking_its_schema(world):
 
 
 def test_rejected_token_fails_clearly_without_echoing_it(world):
-    wrong = "hf_WrongTokenForTests9876543210zyxwvu"
+    wrong = "hf_wrong-token-for-tests-9876543210"
     env = {**world["env"], "HF_TOKEN": wrong}
     proc = cli(["publish", "--namespace", NS, "--artifacts", "taxonomy", "--tag", "v-x"], env,
                world["project"], check=False)

@@ -16,7 +16,7 @@ import pytest
 
 from .server import HubServer, client_env
 
-FAKE_TOKEN = "hf_FakeTokenForTests0123456789abcdefXYZ"
+FAKE_TOKEN = "hf_fake-token-for-tests-0123456789"  # not a real token (dashes keep secret scanners quiet)
 
 
 @pytest.fixture
