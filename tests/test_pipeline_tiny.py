@@ -14,11 +14,6 @@ from pipeline_run import copy_repo, dvc
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tiny_pipeline):
-    return tiny_pipeline, None
-
-
 def declared_outs(root) -> list[str]:
     spec = yaml.safe_load((root / "dvc.yaml").read_text())
     outs = []
@@ -29,8 +24,8 @@ def declared_outs(root) -> list[str]:
     return outs
 
 
-def test_every_declared_output_exists_and_validates(tiny_run):
-    root, _ = tiny_run
+def test_every_declared_output_exists_and_validates(tiny_pipeline):
+    root = tiny_pipeline
     for out in declared_outs(root):
         path = root / out
         assert path.exists(), f"{out} was declared but not written"
@@ -38,19 +33,19 @@ def test_every_declared_output_exists_and_validates(tiny_run):
             assert schemas.validate_file(path) > 0
 
 
-def test_second_repro_does_nothing(tiny_run):
-    root, _ = tiny_run
+def test_second_repro_does_nothing(tiny_pipeline):
+    root = tiny_pipeline
     again = dvc(root, "repro")
     assert "Data and pipelines are up to date" in again.stdout, again.stdout
     status = dvc(root, "status")
     assert "up to date" in status.stdout.lower(), status.stdout
 
 
-def test_preferences_obey_the_paper_rules(tiny_run):
+def test_preferences_obey_the_paper_rules(tiny_pipeline):
     from cosalign import taxonomy
     from cosalign.scoring import error_score
 
-    root, _ = tiny_run
+    root = tiny_pipeline
     pref = read_parquet(root / "data/preferences.parquet")
     assert len(pref) > 0
     assert (pref["chosen_error"] < pref["rejected_error"]).all()
@@ -65,25 +60,25 @@ def test_preferences_obey_the_paper_rules(tiny_run):
         assert set(allowed) <= set(taxonomy.SEEN)
 
 
-def test_only_training_prompts_feed_training(tiny_run):
-    root, _ = tiny_run
+def test_only_training_prompts_feed_training(tiny_pipeline):
+    root = tiny_pipeline
     prompts = read_parquet(root / "data/prompts.parquet")
     train = set(prompts.loc[prompts["split"] == "train", "prompt_id"])
     configs = read_parquet(root / "data/configs.parquet")
     assert set(configs["prompt_id"]) <= train
 
 
-def test_taxonomy_has_the_papers_categories_and_a_cluster_report(tiny_run):
+def test_taxonomy_has_the_papers_categories_and_a_cluster_report(tiny_pipeline):
     from cosalign import taxonomy
 
-    root, _ = tiny_run
+    root = tiny_pipeline
     tx = json.loads((root / "data/taxonomy.json").read_text())
     assert [c["name"] for c in tx["categories"]][:8] == list(taxonomy.NAMES)
     assert tx["derivation"]["clusters"] and sum(c["size"] for c in tx["derivation"]["clusters"]) > 0
 
 
-def test_same_params_give_byte_identical_data(tiny_run, tmp_path):
-    root, _ = tiny_run
+def test_same_params_give_byte_identical_data(tiny_pipeline, tmp_path):
+    root = tiny_pipeline
     other = copy_repo(tmp_path / "again", "tiny")
     dvc(other, "repro", "preferences")
     for art in artifacts.DATASETS:

@@ -34,6 +34,7 @@ class RawServer:
 
     def __init__(self, status: int, body: bytes, content_type: str = "application/json"):
         self.calls = 0
+        self.status, self.body, self.content_type = status, body, content_type
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -43,14 +44,17 @@ class RawServer:
             def do_POST(self):
                 self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 server.calls += 1
-                self.send_response(status)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                server.answer(self)
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.02,), daemon=True)
+
+    def answer(self, handler: BaseHTTPRequestHandler) -> None:
+        handler.send_response(self.status)
+        handler.send_header("Content-Type", self.content_type)
+        handler.send_header("Content-Length", str(len(self.body)))
+        handler.end_headers()
+        handler.wfile.write(self.body)
 
     def __enter__(self):
         self.thread.start()
@@ -102,19 +106,10 @@ class HangUpServer(RawServer):
 
     def __init__(self):
         super().__init__(200, b"")
-        server = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                server.calls += 1
-                self.close_connection = True
-                self.connection.shutdown(socket.SHUT_RDWR)
-
-        self.httpd.RequestHandlerClass = Handler
+    def answer(self, handler: BaseHTTPRequestHandler) -> None:
+        handler.close_connection = True
+        handler.connection.shutdown(socket.SHUT_RDWR)
 
 
 def test_a_connection_dropped_without_answer_is_retried_then_recorded_invalid(tmp_path):
