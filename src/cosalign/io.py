@@ -57,12 +57,68 @@ def atomic_path(target: str | os.PathLike, mode: int | None = None):
             os.unlink(tmp)
 
 
+def _arrow_schema(table: pa.Table) -> pa.Schema:
+    """The file schema from a first chunk: a column that chunk left all-null or all-empty-list
+    (null type) becomes string, the type every such column in these datasets has."""
+    fields = []
+    for f in table.schema:
+        if pa.types.is_null(f.type):
+            f = f.with_type(pa.string())
+        elif pa.types.is_list(f.type) and pa.types.is_null(f.type.value_type):
+            f = f.with_type(pa.list_(pa.string()))
+        fields.append(f)
+    return pa.schema(fields)
+
+
+class ParquetSink:
+    """Write a table chunk by chunk (one row group per chunk) to a temporary file renamed over
+    `target` on a clean exit, so a stage's memory holds one chunk, never the whole output.
+
+        with ParquetSink("data/configs.parquet") as sink:
+            for chunk in chunks:
+                sink.write(chunk)
+
+    The first chunk fixes the columns and types; later chunks are cast to them. Equal chunks give
+    byte-identical files (no pandas metadata, no statistics, no timestamps).
+    """
+
+    def __init__(self, target: str | os.PathLike):
+        self.target, self.rows = Path(target), 0
+        self._atomic = self._writer = self._schema = None
+
+    def __enter__(self) -> "ParquetSink":
+        self._atomic = atomic_path(self.target)
+        self._tmp = self._atomic.__enter__()
+        return self
+
+    def write(self, df: pd.DataFrame) -> None:
+        table = pa.Table.from_pandas(df, preserve_index=False).replace_schema_metadata(None)
+        if self._writer is None:
+            self._schema = _arrow_schema(table)
+            self._writer = pq.ParquetWriter(self._tmp, self._schema, compression="zstd", write_statistics=False)
+        if table.schema != self._schema:
+            try:
+                table = table.select(self._schema.names).cast(self._schema)
+            except (pa.ArrowException, KeyError) as exc:
+                raise ValueError(f"{self.target}: chunk at row {self.rows} does not match the first chunk's "
+                                 f"columns/types: {exc}") from None
+        self._writer.write_table(table)
+        self.rows += len(df)
+
+    def __exit__(self, exc_type, exc, tb):
+        if self._writer is not None:
+            self._writer.close()
+        if exc_type is None and self._writer is None:
+            exc = ValueError(f"{self.target}: nothing was written (not even an empty chunk)")
+            self._atomic.__exit__(ValueError, exc, None)  # removes the temporary file
+            raise exc
+        return self._atomic.__exit__(exc_type, exc, tb)
+
+
 def write_parquet(df: pd.DataFrame, target: str | os.PathLike) -> None:
-    """Write `df` deterministically (no index, no pandas metadata timestamps) and atomically."""
-    table = pa.Table.from_pandas(df, preserve_index=False)
-    table = table.replace_schema_metadata(None)
-    with atomic_path(target) as tmp:
-        pq.write_table(table, tmp, compression="zstd", write_statistics=False)
+    """Write `df` deterministically (no index, no pandas metadata, no statistics) and atomically."""
+    with ParquetSink(target) as sink:
+        sink.write(df)
 
 
 def write_json(obj, target: str | os.PathLike) -> None:
@@ -75,14 +131,17 @@ def write_text(text: str, target: str | os.PathLike, mode: int | None = None) ->
         tmp.write_text(text, encoding="utf-8")
 
 
-def read_parquet(path: str | os.PathLike) -> pd.DataFrame:
-    """Read a parquet artifact; list columns come back as Python lists (not numpy arrays)."""
+def _open_parquet(path) -> pq.ParquetFile:
     if not Path(path).exists():
         raise InputError(path, "file does not exist")
     try:
-        table = pq.read_table(path)
+        return pq.ParquetFile(path)
     except (pa.ArrowException, OSError) as exc:  # truncated or not parquet at all
         raise InputError(path, f"cannot be read as parquet: {exc}") from None
+
+
+def _to_frame(table: pa.Table) -> pd.DataFrame:
+    """list columns as Python lists (not numpy arrays); int columns with nulls as nullable Int64."""
     df = table.to_pandas(types_mapper=None)
     for name, field in zip(table.column_names, table.schema):
         if pa.types.is_list(field.type) or pa.types.is_large_list(field.type):
@@ -92,6 +151,30 @@ def read_parquet(path: str | os.PathLike) -> pd.DataFrame:
             # (e.g. EvalItems.helpfulness, null for unparsed judge outputs).
             df[name] = pd.array(table.column(name).to_pylist(), dtype="Int64")
     return df
+
+
+def read_parquet(path: str | os.PathLike, columns: list[str] | None = None) -> pd.DataFrame:
+    """Read a parquet artifact (only `columns`, when given)."""
+    f = _open_parquet(path)
+    missing = [c for c in columns or [] if c not in f.schema_arrow.names]
+    if missing:
+        raise InputError(path, "missing column", field=missing[0])
+    try:
+        return _to_frame(f.read(columns=columns))
+    except (pa.ArrowException, OSError) as exc:
+        raise InputError(path, f"cannot be read as parquet: {exc}") from None
+
+
+def iter_parquet(path: str | os.PathLike, batch_rows: int, columns: list[str] | None = None):
+    """Yield `path` as DataFrames of up to `batch_rows` rows, in file order, with a RangeIndex that
+    continues across batches (so a row number in an error is the row in the file)."""
+    f = _open_parquet(path)
+    start = 0
+    for batch in f.iter_batches(batch_size=batch_rows, columns=columns):
+        df = _to_frame(pa.Table.from_batches([batch]))
+        df.index = pd.RangeIndex(start, start + len(df))
+        start += len(df)
+        yield df
 
 
 def read_table(path: str | os.PathLike) -> pd.DataFrame:

@@ -232,6 +232,32 @@ def validate(df: pd.DataFrame, schema: str, path="<dataframe>") -> pd.DataFrame:
         raise ValidationError(path, schema, failures) from None
 
 
+def write_dataset(chunks, schema: str, path: str | Path) -> int:
+    """Validate each chunk against `schema` and stream it to the parquet file `path`; returns rows.
+
+    Memory holds one chunk. Rows are numbered across chunks, so an error names the row in the
+    file; columns declared unique are also checked across chunks (only their values are kept).
+    Nothing reaches `path` unless every chunk passes (io.ParquetSink renames on success only).
+    """
+    from cosalign.io import ParquetSink
+
+    unique = [name for name, col in SCHEMAS[schema].to_schema().columns.items() if col.unique]
+    seen: dict[str, set] = {name: set() for name in unique}
+    with ParquetSink(path) as sink:
+        for chunk in chunks:
+            chunk = chunk.set_axis(pd.RangeIndex(sink.rows, sink.rows + len(chunk)))
+            chunk = validate(chunk, schema, path)
+            for name in unique:
+                values = chunk[name].tolist()
+                dupes = [(row, v) for row, v in zip(chunk.index, values) if v in seen[name]]
+                if dupes:
+                    raise ValidationError(path, schema, [{"row": int(r), "column": name, "check": "field_uniqueness",
+                                                          "value": v} for r, v in dupes])
+                seen[name].update(values)
+            sink.write(chunk)
+    return sink.rows
+
+
 def schema_for_path(path: str | Path) -> str:
     """Pick the schema from a file's base name: data/prompts.parquet -> prompts, reports/eval/x -> eval_items."""
     path = Path(path)
