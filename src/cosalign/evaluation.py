@@ -20,7 +20,6 @@ Cascades (paper baselines):
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
@@ -28,7 +27,7 @@ import pandas as pd
 
 from cosalign import scoring, taxonomy
 from cosalign.generation import GenerationSettings, make_generator
-from cosalign.io import InputError
+from cosalign.io import InputError, read_table
 
 REFUSAL = "I'm sorry, but I can't help with that in this deployment."
 CASCADES = (None, "self", "oracle")
@@ -44,26 +43,24 @@ OUTPUT_COLUMNS = [
 
 
 def load_fewshot(path: str | Path) -> list[dict]:
-    """Demonstrations from a JSONL file: {"system_prompt_allowed": [names], "prompt", "response"}."""
-    path = Path(path)
+    """Demonstrations from a JSONL file: {"system_prompt_allowed": [names], "prompt", "response"}.
+
+    Errors name the file and the demonstration's row (1-based, as read_table numbers lines).
+    """
+    df = read_table(path)
+    for key in ("system_prompt_allowed", "prompt", "response"):
+        if key not in df.columns:
+            raise InputError(path, "missing key", row=1, field=key)
     demos = []
-    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            d = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InputError(path, f"invalid JSON: {exc.msg}", row=i) from None
-        for key in ("system_prompt_allowed", "prompt", "response"):
-            if key not in d:
+    for i, d in enumerate(df[["system_prompt_allowed", "prompt", "response"]].to_dict("records"), start=1):
+        for key, value in d.items():
+            if value is None or (isinstance(value, float) and pd.isna(value)):
                 raise InputError(path, "missing key", row=i, field=key)
         try:
             d["system_prompt_allowed"] = taxonomy.canonical_order(d["system_prompt_allowed"])
         except (TypeError, ValueError) as exc:
             raise InputError(path, str(exc), row=i, field="system_prompt_allowed") from None
         demos.append(d)
-    if not demos:
-        raise InputError(path, "has no demonstrations")
     return demos
 
 
