@@ -69,7 +69,8 @@ def write_inputs(stage: str, scale: int, limit: int | None, workdir: Path) -> in
     (workdir / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     data = workdir / "data"
     data.mkdir(parents=True, exist_ok=True)
-    prompts = prompts_frame(scale, limit)
+    # in prompt_id order, as the prompts stage writes them (the streaming stages check it)
+    prompts = prompts_frame(scale, limit).sort_values("prompt_id", kind="stable").reset_index(drop=True)
     labels = labels_frame(prompts)
     write_parquet(prompts, data / "prompts.parquet")
     write_parquet(labels, data / "prompt_labels.parquet")

@@ -1,25 +1,35 @@
-"""Stage configs: sampled allowed sets rendered as safety configs -> data/configs.parquet."""
+"""Stage configs: sampled allowed sets rendered as safety configs -> data/configs.parquet.
 
-from cosalign.configs import sample_configs
-from cosalign.io import read_parquet, write_parquet
+Streams: the labels are read, sampled and written a chunk of prompts at a time, so memory does not
+grow with the prompt count (bench/bench_memory.py).
+"""
+
+from collections import Counter
+
+from cosalign import schemas
+from cosalign.configs import iter_configs, training_label_chunks
 from cosalign.pipeline import run_stage, stage_params, taken_from_registry
+
+
+def _tally(chunks, counts: dict):
+    """Pass `chunks` through, counting configs per mode and prompts for the summary line."""
+    for chunk in chunks:
+        counts["modes"].update(chunk["mode"])
+        counts["prompts"] += chunk["prompt_id"].nunique()  # a prompt's configs sit in one chunk
+        yield chunk
 
 
 def main() -> None:
     p = stage_params("configs")
     if taken_from_registry(p, "configs"):
         return
-    prompts = read_parquet("data/prompts.parquet")
-    labels = read_parquet("data/prompt_labels.parquet")
-    if p.get("max_train_prompts"):  # a seeded subset keeps the CPU profiles' generation bounded
-        train = labels[labels["split"] == "train"]
-        keep = train.sample(n=min(p["max_train_prompts"], len(train)), random_state=p["seed"])["prompt_id"]
-        labels = labels[labels["prompt_id"].isin(set(keep))]
-    df = sample_configs(prompts, labels, modes=p["modes"], configs_per_mode=p["configs_per_mode"],
-                        seed=p["seed"])
-    write_parquet(df, "data/configs.parquet")
-    print(f"configs: {len(df)} for {df['prompt_id'].nunique()} training prompts; "
-          f"modes {df['mode'].value_counts().to_dict()}")
+    labels = training_label_chunks("data/prompts.parquet", "data/prompt_labels.parquet",
+                                   max_prompts=p.get("max_train_prompts"), seed=p["seed"])
+    chunks = iter_configs(labels, modes=p["modes"], configs_per_mode=p["configs_per_mode"], seed=p["seed"])
+    counts = {"modes": Counter(), "prompts": 0}
+    rows = schemas.write_dataset(_tally(chunks, counts), "configs", "data/configs.parquet")
+    print(f"configs: {rows} for {counts['prompts']} training prompts; "
+          f"modes {dict(counts['modes'].most_common())}")
 
 
 if __name__ == "__main__":

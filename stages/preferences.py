@@ -1,25 +1,35 @@
-"""Stage preferences: error-scored preference pairs -> data/preferences.parquet."""
+"""Stage preferences: error-scored preference pairs -> data/preferences.parquet.
 
-from cosalign.io import read_parquet, write_parquet
-from cosalign.pairing import build_pairs
+Streams: the inputs are read, paired, validated and written a chunk of prompts at a time, so
+memory does not grow with the prompt count (bench/bench_memory.py). A `max_pairs` cap keeps a
+seeded subset (pairing.sample_pairs: the pairs with the smallest seeded hash keys, in file order),
+holding at most that many pairs.
+"""
+
+from collections import Counter
+
+from cosalign import schemas
+from cosalign.pairing import PairInputs, iter_pairs, sample_pairs
 from cosalign.pipeline import run_stage, stage_params, taken_from_registry
+
+
+def _tally(chunks, modes: Counter):
+    """Pass `chunks` through, counting pairs per mode for the summary line."""
+    for chunk in chunks:
+        modes.update(chunk["mode"])
+        yield chunk
 
 
 def main() -> None:
     p = stage_params("preferences")
     if taken_from_registry(p, "preferences"):
         return
-    responses = read_parquet("data/responses.parquet")
-    judgments = read_parquet("data/judgments.parquet")
-    pool = responses.merge(judgments, on="response_id", how="inner", validate="one_to_one")
-    pool = pool[pool["valid"]]  # an unparsed verdict says nothing about the response
-    df = build_pairs(pool, read_parquet("data/configs.parquet"), read_parquet("data/prompts.parquet"),
-                     labels_df=read_parquet("data/prompt_labels.parquet"), seed=p["seed"],
-                     max_pairs_per_config=p.get("max_pairs_per_config"))
-    if p.get("max_pairs") and len(df) > p["max_pairs"]:  # seeded subset, file order kept
-        df = df.sample(n=p["max_pairs"], random_state=p["seed"]).sort_index().reset_index(drop=True)
-    write_parquet(df, "data/preferences.parquet")
-    print(f"preferences: {len(df)} pairs; modes {df['mode'].value_counts().to_dict()}")
+    chunks = iter_pairs(PairInputs(), seed=p["seed"], max_pairs_per_config=p.get("max_pairs_per_config"))
+    if p.get("max_pairs"):  # null or 0: every pair
+        chunks = [sample_pairs(chunks, max_pairs=p["max_pairs"], seed=p["seed"])]
+    modes = Counter()
+    rows = schemas.write_dataset(_tally(chunks, modes), "preferences", "data/preferences.parquet")
+    print(f"preferences: {rows} pairs; modes {dict(modes.most_common())}")
 
 
 if __name__ == "__main__":

@@ -257,3 +257,110 @@ def test_configs_parquet_is_byte_identical_and_round_trips(tmp_path):
     back = read_parquet(tmp_path / "a.parquet")
     schemas.validate(back, "configs")
     pd.testing.assert_frame_equal(back, sample(prompts, labels), check_dtype=False)
+
+
+# --- streaming: training_label_chunks and iter_configs, and the configs stage -----------------
+
+def write_inputs(tmp_path, prompts, labels):
+    from cosalign.io import write_parquet
+    paths = tmp_path / "prompts.parquet", tmp_path / "prompt_labels.parquet"
+    write_parquet(prompts, paths[0])
+    write_parquet(labels, paths[1])
+    return paths
+
+
+def many_tables(n=40):
+    """n prompts in prompt_id order, a mix of splits, validity and risk sets."""
+    names = list(taxonomy.NAMES)
+    rng = np.random.default_rng(5)
+    ids = [f"p{i:03d}" for i in range(n)]
+    risks = [sorted(rng.choice(names, size=int(rng.integers(0, 3)), replace=False).tolist(),
+                    key=names.index) for _ in ids]
+    prompts = pd.DataFrame({"prompt_id": ids, "prompt": [f"question {i}" for i in ids]})
+    labels = pd.DataFrame({"prompt_id": ids, "split": rng.choice(["train", "train", "test"], size=n),
+                           "risk_categories": risks, "valid": rng.random(n) > 0.1})
+    return prompts, labels
+
+
+def streamed(paths, chunk_prompts, **kw):
+    chunks = configs.training_label_chunks(*paths, chunk_prompts=chunk_prompts,
+                                           **{k: kw.pop(k) for k in ("max_prompts", "seed") if k in kw})
+    kw = {"modes": MODES, "configs_per_mode": 2, "seed": 3, "templates": TEMPLATES} | kw
+    return list(configs.iter_configs(chunks, **kw))
+
+
+def test_streamed_configs_equal_sample_configs_for_any_chunk_size(tmp_path):
+    prompts, labels = many_tables()
+    paths = write_inputs(tmp_path, prompts, labels)
+    expected = sample(prompts, labels)
+    for chunk_prompts in (1, 7, 1000):
+        frames = streamed(paths, chunk_prompts)
+        out = pd.concat(frames, ignore_index=True)
+        pd.testing.assert_frame_equal(schemas.validate(out, "configs"), expected)
+        # a prompt's configs never straddle two frames (the stage counts prompts per frame)
+        assert sum(f["prompt_id"].nunique() for f in frames) == expected["prompt_id"].nunique()
+    assert len(streamed(paths, 1)) > len(streamed(paths, 1000)) == 1
+
+
+def test_streamed_configs_without_training_prompts_yield_one_empty_frame(tmp_path):
+    prompts, labels = many_tables(5)
+    paths = write_inputs(tmp_path, prompts, labels.assign(split="test"))
+    [frame] = streamed(paths, 2)
+    assert len(frame) == 0 and list(frame.columns) == configs.CONFIG_COLUMNS
+    schemas.validate(frame, "configs")
+
+
+def test_max_prompts_keeps_the_seeded_sample_of_training_prompts(tmp_path):
+    prompts, labels = many_tables()
+    paths = write_inputs(tmp_path, prompts, labels)
+    out = pd.concat(streamed(paths, 4, max_prompts=6, seed=2), ignore_index=True)
+    train = labels[labels["split"] == "train"]
+    keep = set(train.sample(n=6, random_state=2)["prompt_id"])
+    pd.testing.assert_frame_equal(out, sample(prompts, labels[labels["prompt_id"].isin(keep)]))
+
+
+@pytest.mark.parametrize("damage, row, field, message", [
+    (lambda p, l: (p, l.iloc[[0, 2, 1, 3]]), 2, "prompt_id", "must be sorted by prompt_id"),
+    (lambda p, l: (p.iloc[[1, 0, 2, 3]], l), 1, "prompt_id", "must be sorted by prompt_id"),
+    (lambda p, l: (p[p.prompt_id != "p002"], l), 2, "prompt_id", "'p002' is not in prompts"),
+])
+def test_streamed_input_errors_name_file_row_and_field(tmp_path, damage, row, field, message):
+    prompts, labels = damage(*many_tables(4))
+    paths = write_inputs(tmp_path, prompts.reset_index(drop=True), labels.reset_index(drop=True))
+    with pytest.raises(InputError, match=message) as info:
+        streamed(paths, 1)
+    assert (info.value.row, info.value.field) == (row, field)
+    assert info.value.path == str(paths[0] if "sorted" in message and row == 1 else paths[1])
+
+
+def test_missing_input_fails_when_the_chunks_are_requested(tmp_path):
+    with pytest.raises(InputError, match="file does not exist") as info:
+        configs.training_label_chunks(tmp_path / "prompts.parquet", tmp_path / "labels.parquet")
+    assert info.value.path == str(tmp_path / "prompts.parquet")
+
+
+@pytest.mark.parametrize("max_train_prompts", [None, 40])
+def test_configs_stage_streams_the_same_rows(tmp_path, monkeypatch, repo_root, max_train_prompts):
+    import runpy
+
+    import yaml
+
+    from cosalign.io import read_parquet
+
+    prompts, labels = many_tables(300)
+    (tmp_path / "data").mkdir()
+    write_inputs(tmp_path / "data", prompts, labels)
+    params = yaml.safe_load((repo_root / "profiles" / "tiny.yaml").read_text())
+    params["configs"]["max_train_prompts"] = max_train_prompts
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ARROW_DEFAULT_MEMORY_POOL", "system")  # the stage sets it; undone after
+    runpy.run_path(str(repo_root / "stages" / "configs.py"))["main"]()
+    out = read_parquet(tmp_path / "data" / "configs.parquet")
+    p = params["configs"]
+    if max_train_prompts:
+        train = labels[labels["split"] == "train"]
+        labels = labels[labels["prompt_id"].isin(set(train.sample(n=40, random_state=p["seed"])["prompt_id"]))]
+    expected = configs.sample_configs(prompts, labels, modes=p["modes"], configs_per_mode=p["configs_per_mode"],
+                                      seed=p["seed"])
+    pd.testing.assert_frame_equal(out, expected)

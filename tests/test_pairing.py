@@ -258,3 +258,180 @@ def test_pairs_from_parquet_inputs_are_byte_identical(tmp_path):
     assert len(in_memory) == 10
     assert (tmp_path / "a.parquet").read_bytes() == (tmp_path / "b.parquet").read_bytes()
     schemas.validate(read_parquet(tmp_path / "a.parquet"), "preferences")
+
+
+# --- streaming: iter_pairs over the stage's files, sample_pairs, the preferences stage --------
+
+def random_inputs(n_prompts=12, seed=0):
+    """A judged pool, configs and labels for n_prompts prompts, all in prompt_id order; p00 has
+    configs but no responses and p01 responses but no configs."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    names = list(taxonomy.NAMES)
+    rows, cfgs = [], []
+    pids = [f"p{i:02d}" for i in range(n_prompts)]
+    for pid in pids:
+        for r in range(0 if pid == "p00" else int(rng.integers(1, 7))):
+            cats = rng.choice(names, size=int(rng.integers(0, 3)), replace=False).tolist()
+            rows.append({"response_id": f"{pid}-r{r}", "prompt_id": pid, "config_id": f"{pid}-gen",
+                         "response": f"answer {pid} {r}", "risk_categories": cats,
+                         "addressed": bool(rng.random() < 0.6), "valid": bool(rng.random() < 0.9)})
+        for k in range(0 if pid == "p01" else int(rng.integers(1, 4))):
+            allowed = rng.choice(list(taxonomy.SEEN), size=int(rng.integers(0, 3)), replace=False).tolist()
+            cfgs.append(config(f"{pid}-c{k}", taxonomy.canonical_order(allowed), prompt_id=pid,
+                               mode=str(rng.choice(schemas.MODES))))
+    labels = pd.DataFrame({"prompt_id": pids, "risk_categories": [
+        rng.choice(names, size=int(rng.integers(0, 3)), replace=False).tolist() for _ in pids]})
+    prompt_df = pd.DataFrame({"prompt_id": pids, "prompt": [f"question {p}" for p in pids]})
+    return pd.DataFrame(rows), pd.DataFrame(cfgs), prompt_df, labels
+
+
+def write_inputs(tmp_path, pool_df, cfgs, prompt_df, labels) -> pairing.PairInputs:
+    from cosalign.io import write_parquet
+
+    inputs = pairing.PairInputs(*(str(tmp_path / f"{name}.parquet") for name in pairing.PairInputs._fields))
+    write_parquet(cfgs, inputs.configs)
+    write_parquet(pool_df[["response_id", "prompt_id", "config_id", "response"]], inputs.responses)
+    write_parquet(pool_df[["response_id", "risk_categories", "addressed", "valid"]], inputs.judgments)
+    write_parquet(prompt_df, inputs.prompts)
+    write_parquet(labels, inputs.labels)
+    return inputs
+
+
+def test_streamed_pairs_equal_build_pairs_for_any_chunk_size(tmp_path):
+    pool_df, cfgs, prompt_df, labels = random_inputs(20)
+    inputs = write_inputs(tmp_path, pool_df, cfgs, prompt_df, labels)
+    expected = pairing.build_pairs(pool_df, cfgs, prompt_df, labels_df=labels, seed=4, max_pairs_per_config=3)
+    assert len(expected) > 30 and expected.prompt_id.nunique() > 5
+    for chunk_prompts in (1, 3, 1000):
+        frames = list(pairing.iter_pairs(inputs, seed=4, max_pairs_per_config=3, chunk_prompts=chunk_prompts))
+        pd.testing.assert_frame_equal(pd.concat(frames, ignore_index=True), expected)
+    assert len(frames) == 1 < len(list(pairing.iter_pairs(inputs, seed=4, chunk_prompts=1)))
+
+
+def test_streamed_pairs_without_pairs_yield_one_empty_frame(tmp_path):
+    pool_df, cfgs, prompt_df, labels = random_inputs(3)
+    inputs = write_inputs(tmp_path, pool_df.assign(valid=False), cfgs, prompt_df, labels)
+    [frame] = pairing.iter_pairs(inputs, seed=0, chunk_prompts=1)
+    assert len(frame) == 0 and list(frame.columns) == pairing.PAIR_COLUMNS
+    schemas.validate(frame, "preferences")
+
+
+def _swap(df, i, j):
+    order = list(range(len(df)))
+    order[i], order[j] = j, i
+    return df.iloc[order].reset_index(drop=True)
+
+
+def _late_response(pool_df):
+    """A response of p00 (the first prompt) appended after all others: past the last config."""
+    late = pool_df.iloc[[0]].assign(response_id="p00-late", prompt_id="p00", valid=True)
+    return pd.concat([pool_df, late], ignore_index=True)
+
+
+def _first_out_of_order(df):
+    ids = df["prompt_id"].tolist()
+    return next(i for i in range(1, len(ids)) if ids[i] < ids[i - 1])
+
+
+@pytest.mark.parametrize("damage, name, message", [
+    # found only when the rest of responses is read, past p07's (the last) configs: without that,
+    # p00 would silently lose pairs
+    (lambda p, c, t, l: (_late_response(p), c[c.prompt_id < "p08"], t, l), "responses",
+     "must be sorted by prompt_id"),
+    (lambda p, c, t, l: (p, _swap(c, 2, 3), t, l), "configs", "must be sorted by prompt_id"),
+    (lambda p, c, t, l: (p, c, _swap(t, 4, 5), l), "prompts", "must be sorted by prompt_id"),
+    (lambda p, c, t, l: (p, c, t, _swap(l, 4, 5)), "labels", "must be sorted by prompt_id"),
+    (lambda p, c, t, l: (p, c, t.drop(index=5), l), "configs", "prompt_id 'p05' has no prompt"),
+])
+def test_streamed_input_errors_name_file_row_and_field(tmp_path, damage, name, message):
+    frames = damage(*random_inputs())
+    assert frames[1].prompt_id.iat[2] != frames[1].prompt_id.iat[3]  # the configs swap reorders
+    inputs = write_inputs(tmp_path, *frames)
+    with pytest.raises(InputError, match=message) as info:
+        list(pairing.iter_pairs(inputs, seed=0, chunk_prompts=2))
+    assert info.value.path == getattr(inputs, name) and info.value.field == "prompt_id"
+    if "sorted" in message:
+        data = {"responses": frames[0], "configs": frames[1], "prompts": frames[2], "labels": frames[3]}
+        assert info.value.row == _first_out_of_order(data[name])
+    else:  # the first config row of the prompt whose text is missing
+        assert info.value.row == frames[1].index[frames[1].prompt_id == "p05"][0]
+
+
+def test_judgments_out_of_step_with_responses_name_the_row(tmp_path):
+    pool_df, cfgs, prompt_df, labels = random_inputs()
+    inputs = write_inputs(tmp_path, pool_df, cfgs, prompt_df, labels)
+    from cosalign.io import write_parquet
+
+    judgments = pool_df[["response_id", "risk_categories", "addressed", "valid"]]
+    write_parquet(_swap(judgments, 6, 7), inputs.judgments)
+    with pytest.raises(InputError, match="must list the responses in their order") as info:
+        list(pairing.iter_pairs(inputs, seed=0, chunk_prompts=2))
+    assert (info.value.path, info.value.row, info.value.field) == (inputs.judgments, 6, "response_id")
+    write_parquet(judgments.head(5), inputs.judgments)
+    with pytest.raises(InputError, match="ends before the judgment of response") as info:
+        list(pairing.iter_pairs(inputs, seed=0, chunk_prompts=2))
+    assert (info.value.path, info.value.field) == (inputs.judgments, "response_id")
+
+
+def stream_of(df, size):
+    return [df.iloc[i:i + size] for i in range(0, len(df), size)]
+
+
+def test_sample_pairs_is_a_seeded_bounded_subset_in_file_order():
+    pool_df, cfgs, prompt_df, labels = random_inputs(30)
+    full = pairing.build_pairs(pool_df, cfgs, prompt_df, labels_df=labels, seed=0)
+    assert len(full) > 60
+    ids = ["config_id", "chosen_response_id", "rejected_response_id"]
+    key = full[ids].apply(tuple, axis=1)
+    picked = pairing.sample_pairs(stream_of(full, 7), max_pairs=25, seed=1)
+    assert len(picked) == 25 and list(picked.columns) == pairing.PAIR_COLUMNS
+    positions = [key.tolist().index(k) for k in picked[ids].apply(tuple, axis=1)]
+    assert positions == sorted(positions)  # a subset, in file order
+    pd.testing.assert_frame_equal(picked, full.iloc[positions].reset_index(drop=True))
+    # the same pairs however the stream is chunked; another seed picks others
+    for size in (1, 25, len(full)):
+        pd.testing.assert_frame_equal(pairing.sample_pairs(stream_of(full, size), max_pairs=25, seed=1), picked)
+    assert not pairing.sample_pairs([full], max_pairs=25, seed=2).equals(picked)
+    # the kept pairs are the 25 smallest keys
+    keys = [pairing._pair_key(1, *k) for k in key]
+    assert sorted(positions) == sorted(sorted(range(len(full)), key=keys.__getitem__)[:25])
+    # no more pairs than the cap: all of them
+    pd.testing.assert_frame_equal(pairing.sample_pairs(stream_of(full, 9), max_pairs=len(full), seed=1),
+                                  full)
+    empty = pairing.sample_pairs([full.iloc[:0]], max_pairs=3, seed=1)
+    assert len(empty) == 0 and list(empty.columns) == pairing.PAIR_COLUMNS
+    with pytest.raises(ValueError, match="max_pairs"):
+        pairing.sample_pairs([full], max_pairs=0, seed=1)
+
+
+@pytest.mark.parametrize("max_pairs", [None, 15])
+def test_preferences_stage_streams_the_same_rows(tmp_path, monkeypatch, repo_root, max_pairs):
+    import runpy
+
+    import yaml
+
+    from cosalign.io import read_parquet
+
+    pool_df, cfgs, prompt_df, labels = random_inputs(20)
+    (tmp_path / "data").mkdir()
+    inputs = write_inputs(tmp_path / "data", pool_df, cfgs, prompt_df, labels)
+    assert inputs.prompts.endswith("data/prompts.parquet") and "prompt_labels" not in inputs.labels
+    (tmp_path / "data" / "labels.parquet").rename(tmp_path / "data" / "prompt_labels.parquet")
+    params = {"preferences": {"source": "pipeline", "seed": 3, "max_pairs_per_config": None,
+                              "max_pairs": max_pairs}}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ARROW_DEFAULT_MEMORY_POOL", "system")  # the stage sets it; undone after
+    main = runpy.run_path(str(repo_root / "stages" / "preferences.py"))["main"]
+    main()
+    out = read_parquet("data/preferences.parquet")
+    expected = pairing.build_pairs(pool_df, cfgs, prompt_df, labels_df=labels, seed=3)
+    if max_pairs:
+        expected = pairing.sample_pairs([expected], max_pairs=max_pairs, seed=3)
+        assert len(expected) == max_pairs
+    pd.testing.assert_frame_equal(out, expected)
+    first = (tmp_path / "data" / "preferences.parquet").read_bytes()
+    main()
+    assert (tmp_path / "data" / "preferences.parquet").read_bytes() == first  # deterministic

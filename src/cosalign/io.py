@@ -70,6 +70,9 @@ def _arrow_schema(table: pa.Table) -> pa.Schema:
     return pa.schema(fields)
 
 
+PAGE_BYTES = 64 << 10
+
+
 class ParquetSink:
     """Write a table chunk by chunk (one row group per chunk) to a temporary file renamed over
     `target` on a clean exit, so a stage's memory holds one chunk, never the whole output.
@@ -95,7 +98,9 @@ class ParquetSink:
         table = pa.Table.from_pandas(df, preserve_index=False).replace_schema_metadata(None)
         if self._writer is None:
             self._schema = _arrow_schema(table)
-            self._writer = pq.ParquetWriter(self._tmp, self._schema, compression="zstd", write_statistics=False)
+            # Small pages: a reader streaming this file holds about one page per column at a time.
+            self._writer = pq.ParquetWriter(self._tmp, self._schema, compression="zstd", write_statistics=False,
+                                            data_page_size=PAGE_BYTES, dictionary_pagesize_limit=PAGE_BYTES)
         if table.schema != self._schema:
             try:
                 table = table.select(self._schema.names).cast(self._schema)
@@ -175,6 +180,89 @@ def iter_parquet(path: str | os.PathLike, batch_rows: int, columns: list[str] | 
         df.index = pd.RangeIndex(start, start + len(df))
         start += len(df)
         yield df
+
+
+class ParquetCursor:
+    """Hand out a parquet file's rows front to back, in pieces, reading `batch_rows` at a time, so a
+    stage can walk several files that share an order while holding only the current piece of each.
+
+    With `key`, the file must be sorted by that column (checked as it is read: InputError naming
+    the row and field) and `until` / `next_groups` hand out key ranges; `take` hands out a row count.
+    Pieces keep the file's row numbers as their index. Opening checks that the file and `columns`
+    exist, so a missing input fails before any work.
+    """
+
+    def __init__(self, path: str | os.PathLike, batch_rows: int, columns: list[str] | None = None,
+                 key: str | None = None):
+        f = _open_parquet(path)
+        names = f.schema_arrow.names
+        missing = [c for c in (columns or []) + ([key] if key else []) if c not in names]
+        if missing:
+            raise InputError(path, "missing column", field=missing[0])
+        self.path, self.key = str(path), key
+        self._batches = iter_parquet(path, batch_rows, columns)
+        self._buf = _to_frame(f.schema_arrow.empty_table().select(columns or names))
+        self._last = None  # the last key read, to check the order across batches
+        self._done = False
+
+    def _read(self) -> bool:
+        """Append the next batch to the buffer; False at the end of the file."""
+        batch = next(self._batches, None)
+        if batch is None:
+            self._done = True
+            return False
+        if self.key is not None:
+            self._check_order(batch)
+        self._buf = pd.concat([self._buf, batch]) if len(self._buf) else batch
+        return True
+
+    def _check_order(self, batch: pd.DataFrame) -> None:
+        prev = self._last
+        for row, value in zip(batch.index, batch[self.key].tolist()):
+            if prev is not None and value < prev:
+                raise InputError(self.path, f"{value!r} comes after {prev!r}: the file must be sorted "
+                                            f"by {self.key} (as the pipeline writes it)",
+                                 row=row, field=self.key)
+            prev = value
+        self._last = prev
+
+    def _split(self, n: int) -> pd.DataFrame:
+        out, self._buf = self._buf.iloc[:n], self._buf.iloc[n:]
+        return out
+
+    def take(self, n: int) -> pd.DataFrame:
+        """The next `n` rows (fewer at the end of the file)."""
+        while len(self._buf) < n and self._read():
+            pass
+        return self._split(n)
+
+    def until(self, last, keep=None) -> pd.DataFrame:
+        """The rows not yet handed out whose key is <= `last`; with `keep` (a set of keys), only
+        those rows, filtered batch by batch so skipped rows are never held together."""
+        parts = []
+        while True:
+            piece = self._split(int((self._buf[self.key] <= last).sum()))  # sorted: a prefix
+            parts.append(piece if keep is None else piece[piece[self.key].isin(keep)])
+            if len(self._buf) or self._done or not self._read():
+                break  # a row beyond `last` is buffered, or the file is done
+        return pd.concat(parts) if len(parts) > 1 else parts[0]
+
+    def drain(self) -> None:
+        """Read the rest of the file, checking its order, and drop it: a stage that stopped short
+        (or is about to report an id it did not find) then reports a row out of order instead of
+        silently missing the rows that came after it."""
+        self._buf = self._buf.iloc[:0]
+        while self._read():
+            self._buf = self._buf.iloc[:0]
+
+    def next_groups(self, n: int) -> pd.DataFrame:
+        """The rows of the next `n` distinct keys (fewer at the end; empty when done)."""
+        while not self._done and self._buf[self.key].nunique() <= n and self._read():
+            pass
+        keys = self._buf[self.key].unique()
+        if not len(keys):
+            return self._buf
+        return self.until(keys[min(n, len(keys)) - 1])
 
 
 def read_table(path: str | os.PathLike) -> pd.DataFrame:

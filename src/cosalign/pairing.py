@@ -7,21 +7,28 @@ is grouped by (collapsed categories, addressed); one seeded representative stand
 every two groups with different errors make a pair (lower error = chosen); a pair whose chosen error
 is >= max_chosen_error (beta = 3: the chosen answer would carry a disallowed risk) is dropped.
 Because grouping happens after the collapse, {Drugs} and {Weapons} answers are one group.
+
+The preferences stage streams the same rows from its files with iter_pairs, a chunk of prompts at
+a time (a prompt's pairs depend only on its own pool and configs), and caps their number with
+sample_pairs (a seeded subset that never holds more than the cap).
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import heapq
 import re
+from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
 from cosalign import schemas, scoring, taxonomy
-from cosalign.configs import derive_rng
-from cosalign.io import InputError
+from cosalign.configs import CHUNK_PROMPTS, derive_rng
+from cosalign.io import InputError, ParquetCursor
 
 PAIR_COLUMNS = [
     "system_prompt", "prompt", "chosen", "rejected", "mode", "allowed_categories",
@@ -32,6 +39,7 @@ PAIR_COLUMNS = [
 _STR = ["system_prompt", "prompt", "chosen", "rejected", "mode", "prompt_id", "config_id",
         "chosen_response_id", "rejected_response_id"]
 _POOL_COLUMNS = ("response_id", "prompt_id", "config_id", "response", "risk_categories", "addressed", "valid")
+_CONFIG_COLUMNS = ("config_id", "prompt_id", "mode", "allowed_categories", "system_prompt")
 
 
 def collapse_categories(categories, training=taxonomy.SEEN) -> list[str]:
@@ -70,14 +78,17 @@ def _require(df: pd.DataFrame, columns, path) -> None:
             raise InputError(path, "missing column", field=col)
 
 
-def _pools(pool_df: pd.DataFrame) -> dict[str, dict[tuple, list[tuple[str, str]]]]:
-    """prompt_id -> {(collapsed categories, addressed): [(response_id, response), ...] by id}."""
-    _require(pool_df, _POOL_COLUMNS, "<pool>")
+def _pools(pool_df: pd.DataFrame, path="<pool>") -> dict[str, dict[tuple, list[tuple[str, str]]]]:
+    """prompt_id -> {(collapsed categories, addressed): [(response_id, response), ...] by id}.
+
+    pool_df: response_id, prompt_id, response, risk_categories, addressed, valid; an error names
+    `path` and the row as pool_df's index label.
+    """
     pools: dict[str, dict[tuple, list[tuple[str, str]]]] = {}
-    for i, row in enumerate(pool_df.reset_index(drop=True).itertuples(index=False)):
+    for row in pool_df.itertuples():
         if not bool(row.valid):  # an unparseable judgment has no error score: it never pairs
             continue
-        cats = collapse_categories(_category_list(row.risk_categories, "<pool>", i, "risk_categories"))
+        cats = collapse_categories(_category_list(row.risk_categories, path, row.Index, "risk_categories"))
         key = (tuple(cats), bool(row.addressed))
         pools.setdefault(row.prompt_id, {}).setdefault(key, []).append((row.response_id, row.response))
     for groups in pools.values():
@@ -107,11 +118,67 @@ def _config_pairs(groups, allowed, prompt_id, config_id, seed, max_chosen_error,
     return pairs
 
 
+@dataclass
+class _Batch:
+    """What pairing needs for some prompts: their configs (index = row in `configs_path`), their
+    pools (see _pools), and the prompt text and labelled risk set per prompt_id."""
+    configs: pd.DataFrame
+    pools: dict
+    text: dict
+    risks: dict
+    configs_path: str = "<configs>"
+
+
+def _batch_pairs(batch: _Batch, *, seed, max_chosen_error, max_pairs_per_config) -> pd.DataFrame:
+    """The pairs of every config in the batch (PAIR_COLUMNS, not yet validated), sorted by
+    prompt_id, config_id, then chosen error ascending."""
+    configs = batch.configs
+    rows = []
+    order = sorted(range(len(configs)),
+                   key=lambda j: (configs["prompt_id"].iat[j], configs["config_id"].iat[j]))
+    for j in order:
+        cfg, row = configs.iloc[j], configs.index[j]
+        pid = cfg["prompt_id"]
+        groups = batch.pools.get(pid)
+        if not groups:
+            continue
+        for name, table in (("prompt", batch.text), ("risk_categories", batch.risks)):
+            if pid not in table:
+                raise InputError(batch.configs_path, f"prompt_id {pid!r} has no {name} in the prompt table",
+                                 row=row, field="prompt_id")
+        allowed = _category_list(cfg["allowed_categories"], batch.configs_path, row, "allowed_categories")
+        for low, high in _config_pairs(groups, allowed, pid, cfg["config_id"], seed,
+                                       max_chosen_error, max_pairs_per_config):
+            rows.append({
+                "system_prompt": cfg["system_prompt"], "prompt": batch.text[pid],
+                "chosen": low[2][1], "rejected": high[2][1], "mode": cfg["mode"],
+                "allowed_categories": list(allowed), "prompt_categories": list(batch.risks[pid]),
+                "chosen_categories": list(low[0][0]), "rejected_categories": list(high[0][0]),
+                "chosen_addressed": low[0][1], "rejected_addressed": high[0][1],
+                "chosen_error": low[1], "rejected_error": high[1],
+                "prompt_id": pid, "config_id": cfg["config_id"],
+                "chosen_response_id": low[2][0], "rejected_response_id": high[2][0],
+            })
+    return _frame(rows, PAIR_COLUMNS)
+
+
+def _check_cap(name: str, value) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ValueError(f"{name} must be a positive int or None, got {value!r}")
+
+
+def _risks(labels: pd.DataFrame, path) -> dict:
+    """prompt_id -> labelled risk set; an error names `path` and the row as labels' index label."""
+    return {pid: _category_list(v, path, row, "risk_categories")
+            for row, pid, v in zip(labels.index, labels["prompt_id"], labels["risk_categories"])}
+
+
 def build_pairs(pool_df: pd.DataFrame, configs_df: pd.DataFrame, prompts_df: pd.DataFrame, *,
                 seed: int, max_chosen_error: float = scoring.BETA,
                 max_pairs_per_config: int | None = None,
                 labels_df: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Error-scored preference pairs for every config in configs_df (a schemas.Preferences frame).
+    """Error-scored preference pairs for every config in configs_df (a schemas.Preferences frame),
+    in memory (the preferences stage streams the same rows from its files with iter_pairs).
 
     Args: pool_df (response_id, prompt_id, config_id, response, risk_categories, addressed, valid:
     judged responses; the config a response came from does not matter, the pool is per prompt);
@@ -120,50 +187,145 @@ def build_pairs(pool_df: pd.DataFrame, configs_df: pd.DataFrame, prompts_df: pd.
     max_chosen_error may only tighten beta (schemas.Preferences requires chosen_error < 3).
     Returns: PAIR_COLUMNS, sorted by prompt_id, config_id, then chosen error ascending.
     """
-    if max_pairs_per_config is not None and (isinstance(max_pairs_per_config, bool)
-                                             or not isinstance(max_pairs_per_config, int)
-                                             or max_pairs_per_config < 1):
-        raise ValueError(f"max_pairs_per_config must be a positive int or None, "
-                         f"got {max_pairs_per_config!r}")
+    _check_cap("max_pairs_per_config", max_pairs_per_config)
     _require(prompts_df, ("prompt_id", "prompt"), "<prompts>")
-    labels = labels_df if labels_df is not None else prompts_df
-    label_path = "<prompt_labels>" if labels_df is not None else "<prompts>"
+    labels = prompts_df if labels_df is None else labels_df
+    label_path = "<prompts>" if labels_df is None else "<prompt_labels>"
     _require(labels, ("prompt_id", "risk_categories"), label_path)
-    _require(configs_df, ("config_id", "prompt_id", "mode", "allowed_categories", "system_prompt"),
-             "<configs>")
+    _require(configs_df, _CONFIG_COLUMNS, "<configs>")
+    _require(pool_df, _POOL_COLUMNS, "<pool>")
     text = dict(zip(prompts_df["prompt_id"], prompts_df["prompt"]))
-    risks = {pid: _category_list(v, label_path, i, "risk_categories")
-             for i, (pid, v) in enumerate(zip(labels["prompt_id"], labels["risk_categories"]))}
-    pools = _pools(pool_df)
+    risks = _risks(labels.reset_index(drop=True), label_path)
+    batch = _Batch(configs=configs_df.reset_index(drop=True), pools=_pools(pool_df.reset_index(drop=True)),
+                   text=text, risks=risks)
+    out = _batch_pairs(batch, seed=seed, max_chosen_error=max_chosen_error,
+                       max_pairs_per_config=max_pairs_per_config)
+    return schemas.validate(out, "preferences", "<preferences>")
 
-    rows = []
-    configs = configs_df.reset_index(drop=True)
-    order = sorted(range(len(configs)),
-                   key=lambda j: (configs.at[j, "prompt_id"], configs.at[j, "config_id"]))
-    for i in tqdm(order, desc="pairing", unit="config", disable=None):  # silent when not a TTY
-        cfg = configs.iloc[i]
-        pid = cfg["prompt_id"]
-        groups = pools.get(pid)
-        if not groups:
-            continue
-        for name, table in (("prompt", text), ("risk_categories", risks)):
-            if pid not in table:
-                raise InputError("<configs>", f"prompt_id {pid!r} has no {name} in the prompt table",
-                                 row=i, field="prompt_id")
-        allowed = _category_list(cfg["allowed_categories"], "<configs>", i, "allowed_categories")
-        for low, high in _config_pairs(groups, allowed, pid, cfg["config_id"], seed,
-                                       max_chosen_error, max_pairs_per_config):
-            rows.append({
-                "system_prompt": cfg["system_prompt"], "prompt": text[pid],
-                "chosen": low[2][1], "rejected": high[2][1], "mode": cfg["mode"],
-                "allowed_categories": list(allowed), "prompt_categories": list(risks[pid]),
-                "chosen_categories": list(low[0][0]), "rejected_categories": list(high[0][0]),
-                "chosen_addressed": low[0][1], "rejected_addressed": high[0][1],
-                "chosen_error": low[1], "rejected_error": high[1],
-                "prompt_id": pid, "config_id": cfg["config_id"],
-                "chosen_response_id": low[2][0], "rejected_response_id": high[2][0],
-            })
-    return schemas.validate(_frame(rows, PAIR_COLUMNS), "preferences", "<preferences>")
+
+# --- streaming from the stage's files ---------------------------------------------------------
+
+class PairInputs(NamedTuple):
+    """The preferences stage's input files. configs, responses, prompts and labels must be sorted
+    by prompt_id, and judgments must hold one row per response in responses order, as the pipeline
+    writes them all; iter_pairs checks this as it reads (InputError naming the file and row)."""
+    configs: str = "data/configs.parquet"
+    responses: str = "data/responses.parquet"
+    judgments: str = "data/judgments.parquet"
+    prompts: str = "data/prompts.parquet"
+    labels: str = "data/prompt_labels.parquet"
+
+
+def _judged(responses: pd.DataFrame, judgments: ParquetCursor, inputs: PairInputs) -> pd.DataFrame:
+    """`responses` rows with their judgment: the next rows of `judgments`, which must name the same
+    response ids in the same order (the old inner join by response_id, without holding either file)."""
+    verdicts = judgments.take(len(responses))
+    if len(verdicts) < len(responses):
+        raise InputError(inputs.judgments, f"ends before the judgment of response "
+                                           f"{responses['response_id'].iat[len(verdicts)]!r} (row "
+                                           f"{responses.index[len(verdicts)]} of {inputs.responses}): "
+                                           f"judgments must list the responses in their order, one row each",
+                         field="response_id")
+    differ = responses["response_id"].to_numpy() != verdicts["response_id"].to_numpy()
+    if differ.any():
+        i = int(differ.argmax())
+        raise InputError(inputs.judgments, f"response_id {verdicts['response_id'].iat[i]!r}, but row "
+                                           f"{responses.index[i]} of {inputs.responses} is "
+                                           f"{responses['response_id'].iat[i]!r}: judgments must list "
+                                           f"the responses in their order, one row each",
+                         row=verdicts.index[i], field="response_id")
+    return responses.assign(**{c: verdicts[c].to_numpy() for c in ("risk_categories", "addressed", "valid")})
+
+
+def _rows_of(cursor: ParquetCursor, last, ids: set) -> pd.DataFrame:
+    """The rows of `ids` up to `last` from a prompt_id-sorted cursor. When one is missing (pairing
+    is about to fail), the rest of the file is read first, so a file out of order says so."""
+    rows = cursor.until(last, keep=ids)
+    if not ids <= set(rows["prompt_id"]):
+        cursor.drain()
+    return rows
+
+
+def _file_batches(inputs: PairInputs, chunk_prompts: int):
+    """Open the inputs (a missing file or column fails here) and return a generator of one _Batch
+    per `chunk_prompts` prompts of configs, each reading only its prompts' rows of the other files."""
+    rows = chunk_prompts * 4  # configs and responses have a few rows per prompt (4 modes, samples)
+    configs = ParquetCursor(inputs.configs, rows, columns=list(_CONFIG_COLUMNS), key="prompt_id")
+    responses = ParquetCursor(inputs.responses, rows, key="prompt_id",
+                              columns=["response_id", "prompt_id", "response"])
+    judgments = ParquetCursor(inputs.judgments, rows,
+                              columns=["response_id", "risk_categories", "addressed", "valid"])
+    prompts = ParquetCursor(inputs.prompts, chunk_prompts, columns=["prompt_id", "prompt"], key="prompt_id")
+    labels = ParquetCursor(inputs.labels, chunk_prompts, columns=["prompt_id", "risk_categories"],
+                           key="prompt_id")
+
+    def batches():
+        while len(cfgs := configs.next_groups(chunk_prompts)):
+            last, ids = cfgs["prompt_id"].iat[-1], set(cfgs["prompt_id"])
+            pool = _judged(responses.until(last), judgments, inputs)
+            pools = _pools(pool[pool["prompt_id"].isin(ids)], inputs.judgments)
+            text = _rows_of(prompts, last, set(pools))
+            yield _Batch(configs=cfgs, pools=pools, text=dict(zip(text["prompt_id"], text["prompt"])),
+                         risks=_risks(_rows_of(labels, last, set(pools)), inputs.labels),
+                         configs_path=inputs.configs)
+        responses.drain()  # a response out of order past the last config would otherwise be missed
+
+    return batches()
+
+
+def iter_pairs(inputs: PairInputs = PairInputs(), *, seed: int, max_chosen_error: float = scoring.BETA,
+               max_pairs_per_config: int | None = None, chunk_prompts: int = CHUNK_PROMPTS):
+    """Yield build_pairs' rows (not yet validated) from the stage's files, one frame per
+    `chunk_prompts` prompts of configs, reading only the columns pairing needs.
+
+    Memory holds one chunk of each file (see PairInputs for the order this relies on), never a
+    whole input or the whole output. Frames without pairs are skipped, but at least one (empty)
+    frame is always yielded, as schemas.write_dataset needs. Row for row the same as build_pairs
+    over the whole files (only valid judgments pool), however the prompts are chunked.
+    """
+    _check_cap("max_pairs_per_config", max_pairs_per_config)
+    yielded = False
+    for batch in tqdm(_file_batches(inputs, chunk_prompts), desc="pairing", unit="chunk", disable=None):
+        out = _batch_pairs(batch, seed=seed, max_chosen_error=max_chosen_error,
+                           max_pairs_per_config=max_pairs_per_config)
+        if len(out):
+            yielded = True
+            yield out
+    if not yielded:
+        yield _frame([], PAIR_COLUMNS)
+
+
+def _pair_key(seed: int, config_id: str, chosen_id: str, rejected_id: str) -> int:
+    """A pair's seeded sort key for sample_pairs (SHA-256: Python's hash() is salted per process)."""
+    text = "\x1f".join(map(str, (seed, config_id, chosen_id, rejected_id)))
+    return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "big")
+
+
+def sample_pairs(chunks, *, max_pairs: int, seed: int) -> pd.DataFrame:
+    """A seeded subset of at most `max_pairs` of the pairs in `chunks` (frames in file order), as
+    one frame in file order; all of them when there are no more than that.
+
+    Selection rule: each pair gets the key sha256(seed, config_id, chosen_response_id,
+    rejected_response_id) (its first 8 bytes); the `max_pairs` smallest keys are kept, ties to the
+    earlier pair. A pair's fate depends only on the seed, its identity and the other pairs' keys,
+    never on how the stream is chunked or ordered. Memory holds at most `max_pairs` pairs (a heap
+    of the best so far) plus one chunk.
+    """
+    _check_cap("max_pairs", max_pairs)
+    heap: list[tuple[int, int, dict]] = []  # (-key, -position, row): heap[0] is the worst kept pair
+    columns, position = None, 0
+    for chunk in chunks:
+        columns = columns or list(chunk.columns)
+        for row in chunk.to_dict("records"):
+            key = _pair_key(seed, row["config_id"], row["chosen_response_id"], row["rejected_response_id"])
+            item = (-key, -position, row)
+            position += 1
+            if len(heap) < max_pairs:
+                heapq.heappush(heap, item)
+            elif item[:2] > heap[0][:2]:  # a smaller key (or an equal key, earlier) than the worst kept
+                heapq.heapreplace(heap, item)
+    kept = sorted(heap, key=lambda item: -item[1])  # back to file order
+    return _frame([row for _, _, row in kept], columns or PAIR_COLUMNS)
 
 
 def pairs_for_sft(pref_df: pd.DataFrame) -> pd.DataFrame:
