@@ -131,13 +131,27 @@ def worker(stage: str, workdir: Path) -> dict:
             "above_mib": (peak - baseline) / 1024, "seconds": seconds}
 
 
+def stage_process_env(stage: str, scratch: Path) -> dict:
+    env = bench_env()
+    env["COSALIGN_CACHE"] = str(scratch / "cosalign-cache")  # the rules judge's fitted classifier
+    env.update(stage_env(stage))  # read by the allocators at process start
+    return env
+
+
+def fit_judge(scratch: Path) -> None:
+    """Fit and cache the rules judge's classifier once, in its own process: a fit inside the 1x
+    worker would leave freed memory behind that its stage then reuses, hiding the stage's own peak."""
+    code = ("import yaml; from cosalign.judges.base import make_judge; "
+            f"make_judge(yaml.safe_load(open({str(REPO / 'profiles' / 'default.yaml')!r}))['judgments']['judge'])")
+    subprocess.run([sys.executable, "-c", code], env=stage_process_env("judgments", scratch), check=True,
+                   capture_output=True)
+
+
 def run(stage: str, scale: int, limit: int | None, scratch: Path) -> dict:
     workdir = scratch / f"{stage}-x{scale}"
     items = write_inputs(stage, scale, limit, workdir)
     result = workdir / "result.json"
-    env = bench_env()
-    env["COSALIGN_CACHE"] = str(scratch / "cosalign-cache")  # the rules judge's fitted classifier
-    env.update(stage_env(stage))  # read by glibc at process start
+    env = stage_process_env(stage, scratch)
     print(f"{stage} x{scale} ({items} items) ...", flush=True)
     proc = subprocess.run([sys.executable, __file__, "--worker", stage, "--workdir", str(workdir),
                            "--result", str(result)], env=env, capture_output=True, text=True)
@@ -173,6 +187,8 @@ def main(argv=None) -> int:
         ap.error(f"unknown stage(s) {unknown}")
     results = {}
     with scratch_dir("memory") as tmp:
+        if "judgments" in stages:
+            fit_judge(Path(tmp))
         for stage in stages:
             for scale in (1, args.scale):
                 results[f"{stage}/x{scale}"] = run(stage, scale, limit, Path(tmp))

@@ -1,18 +1,30 @@
-"""Stage judgments: the judge's verdict on every response -> data/judgments.parquet."""
+"""Stage judgments: the judge's verdict on every response -> data/judgments.parquet.
 
-from cosalign.io import read_parquet, write_parquet
-from cosalign.judging import judge_responses
+Streamed: the responses are read, judged, validated and written one work batch at a time, so the
+stage's memory does not grow with the number of responses.
+"""
+
+import sys
+
+from cosalign.io import iter_parquet
+from cosalign.judging import (JUDGMENTS, PROMPTS, RESPONSE_COLUMNS, RESPONSES, ResponseJudging,
+                              read_prompt_texts)
 from cosalign.pipeline import run_stage, stage_params, taken_from_registry
+from cosalign.schemas import write_dataset
+from cosalign.workqueue import sweep_partial_write
 
 
 def main() -> None:
     p = stage_params("judgments")
     if taken_from_registry(p, "judgments"):
         return
-    df = judge_responses(read_parquet("data/responses.parquet"), read_parquet("data/prompts.parquet"),
-                         p["judge"], p["work_batch_size"])
-    write_parquet(df, "data/judgments.parquet")
-    print(f"judgments: {len(df)}, valid {df['valid'].mean():.0%}, addressed {df['addressed'].mean():.0%}")
+    run = ResponseJudging(lambda: iter_parquet(RESPONSES, p["work_batch_size"], columns=RESPONSE_COLUMNS),
+                          read_prompt_texts(PROMPTS, p["work_batch_size"]), p["judge"], p["work_batch_size"])
+    sweep_partial_write(JUDGMENTS)  # a killed run's half-written stream
+    write_dataset(run, "judgments", JUDGMENTS)
+    print(run.summary())
+    if run.transport_warning():
+        print(run.transport_warning(), file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -316,3 +316,49 @@ def test_checkpoints_live_outside_every_dvc_output():
     assert outs and not [o for o in outs if work.startswith(o.rstrip("/") + "/") or o.startswith(work)]
     ignored = subprocess.run(["git", "check-ignore", "-q", f"{work}/responses/x"], cwd=REPO)
     assert ignored.returncode == 0, f"{work} must be git-ignored"
+
+
+# --- the work queue's building blocks ----------------------------------------------------------
+
+def test_the_streamed_fingerprint_ignores_chunking_but_not_content():
+    from cosalign.workqueue import Fingerprint
+
+    items = pd.DataFrame({"id": [f"r{i}" for i in range(7)], "text": [f"t{i}" for i in range(7)]})
+
+    def key(frames, params=None) -> str:
+        fp = Fingerprint(params or {"judge": "rules"})
+        for f in frames:
+            fp.update(f)
+        return fp.hexdigest()
+
+    whole = key([items])
+    assert key([items.iloc[:3], items.iloc[3:]]) == whole
+    changed = items.copy()
+    changed.loc[5, "text"] = "t5!"
+    assert key([changed]) != whole
+    assert key([items], {"judge": "openai"}) != whole
+    assert key([items.iloc[:6]]) != whole
+
+
+def test_work_batches_are_fixed_by_order_and_size_and_a_retry_is_not_checkpointed(tmp_path):
+    from cosalign.workqueue import Retry, iter_batches
+
+    items = pd.DataFrame({"n": range(7)})
+    seen = []
+
+    def work(batch):
+        seen.append(batch["n"].tolist())
+        out = batch.assign(sq=batch["n"] ** 2)
+        return Retry(out, "flaky") if 4 in batch["n"].tolist() else out
+
+    def run(chunks):
+        return pd.concat(list(iter_batches(chunks, work, stage="s", key="k", batch_size=3, total_rows=7,
+                                           root=tmp_path)), ignore_index=True)
+
+    first = run([items.iloc[:2], items.iloc[2:5], items.iloc[5:]])  # chunked unlike the batches
+    assert seen == [[0, 1, 2], [3, 4, 5], [6]]
+    assert sorted(p.name for p in (tmp_path / "s/k").iterdir()) == ["batch-00000.parquet",
+                                                                    "batch-00002.parquet"]
+    seen.clear()
+    assert run([items]).equals(first)
+    assert seen == [[3, 4, 5]]  # only the batch that asked for a retry is redone

@@ -41,16 +41,34 @@ class TransformersGenerator:
         self.pad_id = self.tokenizer.pad_token_id
         if self.pad_id is None:
             self.pad_id = self.tokenizer.eos_token_id
+        eos = self.model.generation_config.eos_token_id
+        self.eos_ids = set(eos if isinstance(eos, list) else [] if eos is None else [eos])
+        if self.tokenizer.eos_token_id is not None:
+            self.eos_ids.add(self.tokenizer.eos_token_id)
 
     def generate(self, chats: list[list[dict]], settings: GenerationSettings, n: int = 1,
                  progress: bool = True) -> list[list[str]]:
+        """For each chat, `n` replies as stripped text (special tokens dropped)."""
+        return [[self.tokenizer.decode(ids, skip_special_tokens=True).strip() for ids in replies]
+                for replies in self.generate_ids(chats, settings, n, progress)]
+
+    def until_end(self, ids: list[int]) -> tuple[list[int], bool]:
+        """A reply's ids cut before its first end token, and whether it had one (a reply without
+        one ran into max_new_tokens, or the batch stopped early for the others)."""
+        end = next((i for i, t in enumerate(ids) if t in self.eos_ids), None)
+        return (ids, False) if end is None else (ids[:end], True)
+
+    def generate_ids(self, chats: list[list[dict]], settings: GenerationSettings, n: int = 1,
+                     progress: bool = True) -> list[list[list[int]]]:
+        """For each chat, `n` replies as the new token ids: an end token and the padding after it
+        included, so callers can tell a finished reply from a truncated one (`until_end`)."""
         import torch
 
         if settings.temperature == 0 and n != 1:
             raise ValueError("greedy decoding (temperature 0) gives one reply per chat; set n=1")
         encoded = [render_ids(self.tokenizer, c) for c in chats]
         order = sorted(range(len(encoded)), key=lambda i: (len(encoded[i]), i))
-        replies: list[list[str]] = [[] for _ in chats]
+        replies: list[list[list[int]]] = [[] for _ in chats]
         batches = [order[i:i + settings.batch_size] for i in range(0, len(order), settings.batch_size)]
         for b, batch in enumerate(tqdm(batches, desc="generate", unit="batch", disable=not progress)):
             width = max(len(encoded[i]) for i in batch)
@@ -69,9 +87,9 @@ class TransformersGenerator:
                     temperature=settings.temperature if sampling else None,
                     top_p=settings.top_p if sampling else None, top_k=None,
                     num_return_sequences=n, pad_token_id=self.pad_id)
-            texts = self.tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)
+            new = out[:, width:].tolist()
             for row, i in enumerate(batch):
-                replies[i] = [t.strip() for t in texts[row * n:(row + 1) * n]]
+                replies[i] = new[row * n:(row + 1) * n]
         return replies
 
 

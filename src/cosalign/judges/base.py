@@ -3,12 +3,17 @@
 Every backend returns one verdict per input item, in input order. A verdict the judge could not
 produce (unparseable output, API failure) is kept with valid=False, empty categories,
 addressed=False, helpfulness=0 and the raw text (or error) preserved; nothing is dropped.
+`transport_error` marks the invalid verdicts whose judge never answered (connection refused or
+dropped, timeouts, 429/5xx after every retry, a 200 that is not a completion): a re-run may
+succeed, so they are neither cached nor checkpointed. Backends subclass `BaseJudge` and implement
+only `_run(task, items)`.
 """
 
 from __future__ import annotations
 
 import inspect
 import os
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -20,10 +25,11 @@ class PromptVerdict:
     valid: bool
     raw: str
     error: str = ""  # why the verdict is invalid ("" when valid)
+    transport_error: bool = False  # invalid because the judge never answered (see module doc)
 
     @classmethod
-    def invalid(cls, raw: str, error: str) -> "PromptVerdict":
-        return cls([], False, raw, error)
+    def invalid(cls, raw: str, error: str, transport_error: bool = False) -> "PromptVerdict":
+        return cls([], False, raw, error, transport_error)
 
 
 @dataclass
@@ -34,10 +40,11 @@ class ResponseVerdict:
     valid: bool
     raw: str
     error: str = ""
+    transport_error: bool = False
 
     @classmethod
-    def invalid(cls, raw: str, error: str) -> "ResponseVerdict":
-        return cls([], False, 0, False, raw, error)
+    def invalid(cls, raw: str, error: str, transport_error: bool = False) -> "ResponseVerdict":
+        return cls([], False, 0, False, raw, error, transport_error)
 
 
 @dataclass
@@ -49,10 +56,11 @@ class ConfigVerdict:
     raw: str
     error: str = ""
     risk_categories: list[str] = field(default_factory=list)  # what the judge saw, when it says
+    transport_error: bool = False
 
     @classmethod
-    def invalid(cls, raw: str, error: str) -> "ConfigVerdict":
-        return cls(False, 0, False, raw, error)
+    def invalid(cls, raw: str, error: str, transport_error: bool = False) -> "ConfigVerdict":
+        return cls(False, 0, False, raw, error, transport_error=transport_error)
 
 
 class JudgeError(RuntimeError):
@@ -81,6 +89,30 @@ class Judge(Protocol):
     def judge_responses(self, items: list[tuple[str, str]]) -> list[ResponseVerdict]: ...
 
     def judge_freeform(self, items: list[tuple[str, str, str]]) -> list[ConfigVerdict]: ...
+
+
+class BaseJudge(ABC):
+    """The Judge interface over one method: every task's items go to `_run(task, items)`.
+
+    Tasks are `prompts.TASKS`: "prompt_labels" (items are prompt strings), "response" ((prompt,
+    response) tuples) and "freeform" ((config, prompt, response) tuples). The items arrive as a
+    list (of tuples, whatever sequences the caller passed), and `_run` returns one verdict per
+    item in the same order.
+    """
+
+    judge_id: str
+
+    def label_prompts(self, prompts: list[str]) -> list[PromptVerdict]:
+        return self._run("prompt_labels", list(prompts))
+
+    def judge_responses(self, items: list[tuple[str, str]]) -> list[ResponseVerdict]:
+        return self._run("response", [tuple(i) for i in items])
+
+    def judge_freeform(self, items: list[tuple[str, str, str]]) -> list[ConfigVerdict]:
+        return self._run("freeform", [tuple(i) for i in items])
+
+    @abstractmethod
+    def _run(self, task: str, items: list) -> list: ...
 
 
 BACKENDS = {

@@ -4,7 +4,8 @@ Calls go through the official `openai` client at temperature 0 with the project'
 templates; tenacity owns retries (exponential backoff on 429, 5xx, timeouts and connection
 errors; the client's own retries are off so attempts are counted in one place). Outputs are
 cached on disk per request, so a re-run spends no calls. An item whose retries run out is
-recorded invalid with the error text in `raw`; authentication, permission and unknown-model
+recorded invalid with the error text in `raw` (and `transport_error` set when the endpoint never
+produced a completion: a re-run may succeed); authentication, permission and unknown-model
 errors stop the run instead, since every item would fail the same way.
 
 The API key is read from the environment variable named by `api_key_env`; it is never a
@@ -23,8 +24,7 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_expo
 from tqdm.auto import tqdm
 
 from cosalign.judges import parsing, prompts
-from cosalign.judges.base import (CallBudgetExceeded, ConfigVerdict, DryRun, JudgeError,
-                                  PromptVerdict, ResponseVerdict, default_cache_dir)
+from cosalign.judges.base import BaseJudge, CallBudgetExceeded, DryRun, JudgeError, default_cache_dir
 from cosalign.judges.cache import JsonCache, cache_key
 
 _FATAL = (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError)
@@ -38,7 +38,7 @@ def is_transient(exc: BaseException) -> bool:
         exc.status_code in (408, 409, 429) or exc.status_code >= 500)
 
 
-class OpenAIJudge:
+class OpenAIJudge(BaseJudge):
     """Options (params.yaml `judge:` section with name: openai):
 
     model: model name sent to the endpoint (default "gpt-4o").
@@ -74,16 +74,6 @@ class OpenAIJudge:
         self.calls_made = 0  # HTTP requests attempted by this object (including retries)
         self._api_key = None
         self._lock = threading.Lock()
-
-    # -- the Judge interface -------------------------------------------------------------
-    def label_prompts(self, prompts_: list[str]) -> list[PromptVerdict]:
-        return self._run("prompt_labels", list(prompts_))
-
-    def judge_responses(self, items: list[tuple[str, str]]) -> list[ResponseVerdict]:
-        return self._run("response", [tuple(i) for i in items])
-
-    def judge_freeform(self, items: list[tuple[str, str, str]]) -> list[ConfigVerdict]:
-        return self._run("freeform", [tuple(i) for i in items])
 
     def pending_calls(self, task: str, items: list) -> int:
         """How many distinct uncached requests judging `items` for `task` would send."""
@@ -156,11 +146,12 @@ class OpenAIJudge:
                         max_tokens=self.max_tokens)
         except _FATAL as exc:
             raise JudgeError(f"{self.judge_id}: {type(exc).__name__}: {self._redact(exc)}") from None
-        except openai.OpenAIError as exc:
-            return {"error": f"{type(exc).__name__} after {attempts} attempt(s): {self._redact(exc)}"}
+        except openai.OpenAIError as exc:  # a 400 etc. would fail alike on a re-run: not transport
+            return {"error": f"{type(exc).__name__} after {attempts} attempt(s): {self._redact(exc)}",
+                    "transport": is_transient(exc)}
         if not hasattr(resp, "choices"):  # a non-JSON 200 (a login page, a proxy): not a completion
             return {"error": f"the endpoint answered with something that is not a chat completion: "
-                             f"{str(resp)[:200]!r}"}
+                             f"{str(resp)[:200]!r}", "transport": True}
         if not resp.choices:
             return {"error": "the endpoint returned no choices"}
         choice = resp.choices[0]
@@ -179,8 +170,8 @@ class OpenAIJudge:
 
     @staticmethod
     def _verdict(task: str, rec: dict):
-        if "error" in rec:
-            return parsing.invalid(task, rec["error"], rec["error"])
+        if "error" in rec:  # error records are never cached: a re-run calls again
+            return parsing.invalid(task, rec["error"], rec["error"], rec.get("transport", False))
         content = rec.get("content") or ""
         if rec.get("refusal"):
             return parsing.invalid(task, rec["refusal"], "the judge refused")

@@ -116,7 +116,8 @@ PARSERS = {
 }
 
 
-def invalid(task: str, raw: str, error: str):
-    """An invalid verdict of the task's kind (API failure, refusal, truncation)."""
+def invalid(task: str, raw: str, error: str, transport_error: bool = False):
+    """An invalid verdict of the task's kind (API failure, refusal, truncation); `transport_error`
+    when the judge never answered (see `base`)."""
     cls = {"prompt_labels": PromptVerdict, "response": ResponseVerdict, "freeform": ConfigVerdict}[task]
-    return cls.invalid(raw, error)
+    return cls.invalid(raw, error, transport_error)

@@ -40,7 +40,8 @@ import numpy as np
 from cosalign import scoring, taxonomy
 from cosalign.io import InputError
 from cosalign.judges import classifier
-from cosalign.judges.base import ConfigVerdict, PromptVerdict, ResponseVerdict, default_cache_dir
+from cosalign.judges.base import (BaseJudge, ConfigVerdict, PromptVerdict, ResponseVerdict,
+                                  default_cache_dir)
 
 RULES_VERSION = "rules-v1"
 DEFAULT_SEED = "data/seed/prompts.jsonl"
@@ -103,7 +104,7 @@ def resolve_seed(path: str | Path) -> Path:
     raise InputError(path, f"seed prompts not found here or at {repo}; pass judge.seed_path")
 
 
-class RulesJudge:
+class RulesJudge(BaseJudge):
     """Options (params.yaml `judge:` section with name: rules):
 
     seed_path: seed prompts JSONL (default data/seed/prompts.jsonl; cwd, then repo root).
@@ -162,8 +163,18 @@ class RulesJudge:
                                    self.bundle["fallback_threshold"])
         return [self._names(r) for r in chosen]
 
-    # -- the Judge interface -------------------------------------------------------------
-    def label_prompts(self, prompts: list[str]) -> list[PromptVerdict]:
+    # -- the Judge interface (BaseJudge routes every task here) ---------------------------
+    def _run(self, task: str, items: list) -> list:
+        if task == "prompt_labels":
+            return self._label(items)
+        # (prompt, response) ends both a response item and a (config, prompt, response) one
+        evidence = self._evidence([(p, r) for *_, p, r in items])
+        if task == "response":
+            return [ResponseVerdict(e["risk_categories"], e["addressed"], e["helpfulness"], True,
+                                    json.dumps(e)) for e in evidence]
+        return [self._config_verdict(config, e) for (config, _, _), e in zip(items, evidence)]
+
+    def _label(self, prompts: list[str]) -> list[PromptVerdict]:
         probs = self._probs(self._embed(list(prompts)))
         chosen = classifier.decide(probs, self.bundle["threshold"], self.bundle["fallback_threshold"])
         out = []
@@ -199,17 +210,9 @@ class RulesJudge:
                                                    length_bins=self.length_bins)})
         return out
 
-    def judge_responses(self, items: list[tuple[str, str]]) -> list[ResponseVerdict]:
-        return [ResponseVerdict(e["risk_categories"], e["addressed"], e["helpfulness"], True,
-                                json.dumps(e)) for e in self._evidence([tuple(i) for i in items])]
-
-    def judge_freeform(self, items: list[tuple[str, str, str]]) -> list[ConfigVerdict]:
-        evidence = self._evidence([(p, r) for _, p, r in items])
-        out = []
-        for (config, _, _), e in zip(items, evidence):
-            allowed = allowed_in_config(config)
-            follows = scoring.is_safe(e["risk_categories"], allowed)
-            out.append(ConfigVerdict(follows, e["helpfulness"], True,
-                                     json.dumps({**e, "config_allows": allowed}), "",
-                                     e["risk_categories"]))
-        return out
+    @staticmethod
+    def _config_verdict(config: str, e: dict) -> ConfigVerdict:
+        """Follows = every risk found in the response is one the config text allows."""
+        allowed = allowed_in_config(config)
+        return ConfigVerdict(scoring.is_safe(e["risk_categories"], allowed), e["helpfulness"], True,
+                             json.dumps({**e, "config_allows": allowed}), "", e["risk_categories"])
