@@ -83,6 +83,11 @@ def render(results: list[dict]) -> str:
             lines.append(f"| {f['name']} | {_fmt(f['value'])} {f['unit']}".rstrip() + " |")
         for note in r.get("notes", []):
             lines.append(f"\n_{note}_")
+    if not any(r["name"].endswith("_gpu") for r in results):
+        lines += ["", "## GPU: vLLM vs transformers generation, SFT/DPO tokens/s (bench/gpu.sh)", "",
+                  "Not measured yet: no machine this project ran on had a GPU. `bash bench/gpu.sh` on one "
+                  "NVIDIA GPU (~10 min) writes `bench/results/{generation_gpu,training_gpu}.json`; "
+                  "`python bench/run_all.py --report-only` then adds them here."]
     return "\n".join(lines) + "\n"
 
 
