@@ -11,7 +11,6 @@ from cosalign.judging import (JUDGMENTS, PROMPTS, RESPONSE_COLUMNS, RESPONSES, R
                               read_prompt_texts)
 from cosalign.pipeline import run_stage, stage_params, taken_from_registry
 from cosalign.schemas import write_dataset
-from cosalign.workqueue import sweep_partial_write
 
 
 def main() -> None:
@@ -20,7 +19,6 @@ def main() -> None:
         return
     run = ResponseJudging(lambda: iter_parquet(RESPONSES, p["work_batch_size"], columns=RESPONSE_COLUMNS),
                           read_prompt_texts(PROMPTS, p["work_batch_size"]), p["judge"], p["work_batch_size"])
-    sweep_partial_write(JUDGMENTS)  # a killed run's half-written stream
     write_dataset(run, "judgments", JUDGMENTS)
     print(run.summary())
     if run.transport_warning():

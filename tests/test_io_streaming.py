@@ -77,3 +77,12 @@ def test_write_dataset_reports_the_file_row_of_a_schema_failure(tmp_path):
     with pytest.raises(schemas.ValidationError) as err:
         schemas.write_dataset([_configs(2), bad], "configs", tmp_path / "c.parquet")
     assert err.value.row == 3 and err.value.field == "mode"
+
+
+def test_the_next_write_removes_a_killed_writes_temporary_file(tmp_path):
+    stale = tmp_path / ".out.parquet.k1ll3d.tmp"  # what a SIGKILL during atomic_path leaves behind
+    stale.write_bytes(b"half a file")
+    other = tmp_path / ".other.parquet.k1ll3d.tmp"  # another artifact's: not this write's business
+    other.write_bytes(b"x")
+    write_parquet(pd.DataFrame({"a": [1]}), tmp_path / "out.parquet")
+    assert not stale.exists() and other.exists()

@@ -137,11 +137,3 @@ def run_batches(items: pd.DataFrame, work: Callable[[pd.DataFrame], pd.DataFrame
                               total_rows=len(items), root=root, desc=desc))
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
-
-def sweep_partial_write(target: str | Path) -> None:
-    """Remove the hidden `.NAME.*.tmp` files beside `target` that a killed streaming write left
-    (io.atomic_path renames only on success, so the artifact itself is never half-written)."""
-    target = Path(target)
-    if target.parent.is_dir():
-        for stale in target.parent.glob(f".{target.name}.*.tmp"):
-            stale.unlink()
