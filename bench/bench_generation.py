@@ -1,7 +1,7 @@
 """Generation tokens/s: the responses/evaluate stages' generator vs one prompt at a time.
 
 Both sides use the same model object, the same chats (seed prompts under config system prompts
-from cosalign.configs, rendered by cosalign.chat.render_ids), greedy decoding and the same
+from cosalign.data.configs, rendered by cosalign.models.chat.render_ids), greedy decoding and the same
 max_new_tokens, and count generated tokens up to and including the first EOS only (a batch keeps
 stepping finished rows until its longest row ends; that work is not counted).
 
@@ -27,8 +27,8 @@ TARGET_SPEEDUP = 4.0
 
 def make_chats(n: int) -> list[list[dict]]:
     """n chats: the first seed prompts, each under one of its sampled configs (as the stage builds)."""
-    from cosalign.chat import messages
-    from cosalign.configs import sample_configs
+    from cosalign.models.chat import messages
+    from cosalign.data.configs import sample_configs
     from synthetic import labels_frame, prompts_frame
 
     prompts = prompts_frame(1)
@@ -63,7 +63,7 @@ def baseline(gen, chats, max_new_tokens: int, eos: set[int]) -> tuple[int, list[
     """One prompt at a time, greedy, KV cache on: (tokens to EOS, replies)."""
     import torch
 
-    from cosalign.chat import render_ids
+    from cosalign.models.chat import render_ids
 
     tokens, replies = 0, []
     for chat in chats:
@@ -93,7 +93,7 @@ class TokenCounter:
 
 
 def run_transformers(args, model_dir: Path, chats, results: dict) -> None:
-    from cosalign.generation import GenerationSettings, TransformersGenerator
+    from cosalign.models.generation import GenerationSettings, TransformersGenerator
 
     gen = TransformersGenerator(str(model_dir), device=args.device, dtype=args.dtype)
     eos = eos_ids(gen.model, gen.tokenizer)
@@ -131,7 +131,7 @@ def run_continuous(args, gen, chats, eos: set[int], base_replies: list[str], res
     which drops finished rows and admits new prompts as it goes."""
     from transformers import GenerationConfig
 
-    from cosalign.chat import render_ids
+    from cosalign.models.chat import render_ids
 
     ids = [render_ids(gen.tokenizer, c) for c in chats]
     config = GenerationConfig(max_new_tokens=args.max_new_tokens, do_sample=False, eos_token_id=sorted(eos),
@@ -165,8 +165,8 @@ def run_vllm(args, model_dir: Path, chats, results: dict) -> None:
     from transformers import GenerationConfig
     from vllm import SamplingParams, TokensPrompt
 
-    from cosalign.chat import render_ids
-    from cosalign.generation import VLLMGenerator
+    from cosalign.models.chat import render_ids
+    from cosalign.models.generation import VLLMGenerator
 
     gc.collect()
     torch.cuda.empty_cache()  # the transformers run's cached blocks; vLLM sizes its KV cache from free memory

@@ -59,8 +59,8 @@ def write_inputs(stage: str, scale: int, limit: int | None, workdir: Path) -> in
     """params.yaml and the stage's input files in `workdir`; returns the stage's item count."""
     from synthetic import labels_frame, pool_frame, prompts_frame, responses_frame
 
-    from cosalign.configs import sample_configs
-    from cosalign.io import write_parquet
+    from cosalign.data.configs import sample_configs
+    from cosalign.core.io import write_parquet
 
     params = yaml.safe_load((REPO / "profiles" / "default.yaml").read_text())
     params["configs"]["max_train_prompts"] = None
@@ -93,7 +93,7 @@ def write_inputs(stage: str, scale: int, limit: int | None, workdir: Path) -> in
 def load_models(stage: str, params: dict) -> None:
     """What the stage loads before its work: charged to the baseline, not to the peak."""
     if stage == "taxonomy":
-        from cosalign.embedding import embed
+        from cosalign.models.embedding import embed
 
         embed(["load the model"], name=params["taxonomy"]["embedder"]["name"])  # lru-cached
     if stage == "judgments":

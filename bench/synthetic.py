@@ -99,8 +99,8 @@ def pool_frame(responses: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
 
 def preferences_frame(n_prompts: int, words: int = 80, seed: int = 0) -> pd.DataFrame:
     """A schemas.Preferences frame from the first `n_prompts` training seed prompts (real build_pairs)."""
-    from cosalign.configs import sample_configs
-    from cosalign.pairing import build_pairs
+    from cosalign.data.configs import sample_configs
+    from cosalign.data.preferences import build_pairs
 
     prompts = prompts_frame(1)
     prompts = prompts[prompts["split"] == "train"].head(n_prompts).reset_index(drop=True)

@@ -1,13 +1,14 @@
-"""Stage base_model: write the base checkpoint to models/base/ (see cosalign.base_model)."""
+"""Stage base_model: write the base checkpoint to models/base/ (see cosalign.models.base_model)."""
 
 import argparse
 import json
 from pathlib import Path
 
-from cosalign import base_model, taxonomy
-from cosalign.io import InputError
-from cosalign.params import section
-from cosalign.pipeline import run_stage
+from cosalign.models import base_model
+from cosalign.cosa import taxonomy
+from cosalign.core.io import InputError
+from cosalign.core.params import section
+from cosalign.core.stage import run_stage
 
 
 def main() -> None:

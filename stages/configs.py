@@ -6,9 +6,9 @@ grow with the prompt count (bench/bench_memory.py).
 
 from collections import Counter
 
-from cosalign import schemas
-from cosalign.configs import iter_configs, training_label_chunks
-from cosalign.pipeline import run_stage, stage_params, taken_from_registry
+from cosalign.cosa import schemas
+from cosalign.data.configs import iter_configs, training_label_chunks
+from cosalign.core.stage import run_stage, stage_params, taken_from_registry
 
 
 def _tally(chunks, counts: dict):

@@ -2,7 +2,7 @@
 
 Reads params.yaml `evaluate`: models.<MODEL> (checkpoint, optional fewshot file and cascade),
 benchmarks (name -> optional path_or_id, revision, prompts_per_config), prompts_per_config,
-seed, prompts (data/prompts.parquet), judge, generation. See cosalign.evaluation.
+seed, prompts (data/prompts.parquet), judge, generation. See cosalign.evaluation.evaluate.
 """
 
 import argparse
@@ -11,12 +11,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from cosalign import benchmarks as B
-from cosalign import evaluation, metrics, schemas
-from cosalign.generation import GenerationSettings
-from cosalign.io import InputError, read_parquet, write_parquet
+from cosalign.evaluation import benchmarks as B
+from cosalign.evaluation import evaluate
+from cosalign.cosa import cosa_score, schemas
+from cosalign.models.generation import GenerationSettings
+from cosalign.core.io import InputError, read_parquet, write_parquet
 from cosalign.judges.base import make_judge
-from cosalign.params import PARAMS_FILE, section
+from cosalign.core.params import PARAMS_FILE, section
 
 
 def load_items(p: dict) -> pd.DataFrame:
@@ -55,16 +56,16 @@ def main() -> None:
     if "checkpoint" not in spec:
         raise SystemExit(f"params.yaml: evaluate.models.{args.model}.checkpoint is missing")
     items = load_items(p)
-    fewshot = evaluation.load_fewshot(spec["fewshot"]) if spec.get("fewshot") else None
+    fewshot = evaluate.load_fewshot(spec["fewshot"]) if spec.get("fewshot") else None
     g = p["generation"]
-    out = evaluation.evaluate_model(
+    out = evaluate.evaluate_model(
         args.model, spec["checkpoint"], items, make_judge(p["judge"]), settings_from(g, p["seed"]),
         backend=g.get("backend", "transformers"), generator_options=g.get("options") or {},
         fewshot=fewshot, cascade=spec.get("cascade"))
     target = Path(args.out or f"reports/eval/{args.model}.parquet")
     schemas.validate(out, "eval_items", target)
     write_parquet(out, target)
-    print(json.dumps(metrics.aggregate(out), indent=1))
+    print(json.dumps(cosa_score.aggregate(out), indent=1))
 
 
 if __name__ == "__main__":

@@ -6,11 +6,11 @@ stage's memory does not grow with the number of responses.
 
 import sys
 
-from cosalign.io import iter_parquet
-from cosalign.judging import (JUDGMENTS, PROMPTS, RESPONSE_COLUMNS, RESPONSES, ResponseJudging,
+from cosalign.core.io import iter_parquet
+from cosalign.data.judging import (JUDGMENTS, PROMPTS, RESPONSE_COLUMNS, RESPONSES, ResponseJudging,
                               read_prompt_texts)
-from cosalign.pipeline import run_stage, stage_params, taken_from_registry
-from cosalign.schemas import write_dataset
+from cosalign.core.stage import run_stage, stage_params, taken_from_registry
+from cosalign.cosa.schemas import write_dataset
 
 
 def main() -> None:

@@ -8,9 +8,9 @@ holding at most that many pairs.
 
 from collections import Counter
 
-from cosalign import schemas
-from cosalign.pairing import PairInputs, iter_pairs, sample_pairs
-from cosalign.pipeline import run_stage, stage_params, taken_from_registry
+from cosalign.cosa import schemas
+from cosalign.data.preferences import PairInputs, iter_pairs, sample_pairs
+from cosalign.core.stage import run_stage, stage_params, taken_from_registry
 
 
 def _tally(chunks, modes: Counter):

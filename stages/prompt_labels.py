@@ -1,9 +1,9 @@
 """Stage prompt_labels: the judge's risk set per prompt -> data/prompt_labels.parquet,
 and its agreement with the gold labels on the test split -> reports/prompt_labels.json."""
 
-from cosalign.io import read_parquet, write_json, write_parquet
-from cosalign.judging import agreement, label_prompts
-from cosalign.pipeline import run_stage, stage_params, taken_from_registry
+from cosalign.core.io import read_parquet, write_json, write_parquet
+from cosalign.data.judging import agreement, label_prompts
+from cosalign.core.stage import run_stage, stage_params, taken_from_registry
 
 
 def main() -> None:

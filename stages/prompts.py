@@ -1,8 +1,8 @@
 """Stage prompts: gather, check and split the prompts -> data/prompts.parquet."""
 
-from cosalign.io import write_parquet
-from cosalign.pipeline import run_stage, stage_params, taken_from_registry
-from cosalign.prompts import build_prompts
+from cosalign.core.io import write_parquet
+from cosalign.core.stage import run_stage, stage_params, taken_from_registry
+from cosalign.data.prompts import build_prompts
 
 
 def main() -> None:

@@ -1,11 +1,11 @@
 """Stage report: merge reports/eval/*.parquet into reports/eval_items.parquet, write metrics.json,
-report.md and plots (see cosalign.report). The models are evaluate.models, in params order."""
+report.md and plots (see cosalign.evaluation.report). The models are evaluate.models, in params order."""
 
 import argparse
 import json
 
-from cosalign.params import section
-from cosalign.report import run_report
+from cosalign.core.params import section
+from cosalign.evaluation.report import run_report
 
 
 def main() -> None:

@@ -1,8 +1,8 @@
 """Stage responses: several replies per (config, prompt) -> data/responses.parquet."""
 
-from cosalign.io import read_parquet, write_parquet
-from cosalign.pipeline import run_stage, stage_params, taken_from_registry
-from cosalign.responses import generate_responses
+from cosalign.core.io import read_parquet, write_parquet
+from cosalign.core.stage import run_stage, stage_params, taken_from_registry
+from cosalign.data.responses import generate_responses
 
 
 def main() -> None:

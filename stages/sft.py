@@ -8,7 +8,7 @@ import argparse
 import json
 import sys
 
-from cosalign.params import section
+from cosalign.core.params import section
 from cosalign.training import TrainingParams, train_sft
 from cosalign.training.launch import is_main_process, relaunch_if_needed
 

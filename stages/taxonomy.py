@@ -1,9 +1,9 @@
 """Stage taxonomy: the 8 categories plus the clustering report -> data/taxonomy.json."""
 
-from cosalign.io import read_parquet, write_json
-from cosalign.pipeline import run_stage, stage_params, taken_from_registry
-from cosalign.schemas import validate_taxonomy
-from cosalign.taxonomy_derivation import derive_taxonomy
+from cosalign.core.io import read_parquet, write_json
+from cosalign.core.stage import run_stage, stage_params, taken_from_registry
+from cosalign.cosa.schemas import validate_taxonomy
+from cosalign.data.taxonomy import derive_taxonomy
 
 
 def main() -> None:

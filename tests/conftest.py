@@ -26,7 +26,8 @@ TINY_TEXTS = [
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A randomly initialised tiny Llama with a ChatML template, built once per test session."""
-    from cosalign import base_model, taxonomy
+    from cosalign.models import base_model
+    from cosalign.cosa import taxonomy
 
     out = tmp_path_factory.mktemp("tiny") / "model"
     texts = TINY_TEXTS + [c.description for c in taxonomy.CATEGORIES] + list(taxonomy.NAMES)

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cosalign import base_model
-from cosalign.chat import messages, render_ids
-from cosalign.io import InputError
+from cosalign.models import base_model
+from cosalign.models.chat import messages, render_ids
+from cosalign.core.io import InputError
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -16,9 +16,11 @@ import pandas as pd
 import pytest
 import yaml
 
-from cosalign import benchmarks as B
-from cosalign import configs, taxonomy
-from cosalign.io import InputError
+from cosalign.evaluation import benchmarks as B
+from cosalign.data import configs
+from cosalign.cosa import taxonomy
+from cosalign.core.io import InputError
+from cosalign.cosa import config_text
 
 sys.path.insert(0, str(Path(__file__).parent))  # the hubserver package, whatever the import mode
 from hubserver.fixtures import hub, hub_env, run_py  # noqa: E402,F401  (pytest fixtures)
@@ -114,7 +116,7 @@ def test_cosalign_test_from_local_copy(tmp_path):
             assert all(p.startswith(split) for p in rows["prompt"])  # prompts stay with their split
             text = rows["system_prompt"].iloc[0]
             assert all(name in text for name in allowed)
-    assert set(df["template_id"]) <= {t["id"] for t in configs.load_templates("heldout")}
+    assert set(df["template_id"]) <= {t["id"] for t in config_text.load_templates("heldout")}
     assert set(df["situation"]) == {"1", "2", "3"} and set(df["mode"]) == {"test"}
     assert df["benchmark"].unique().tolist() == ["cosalign_test"]
     assert df["benchmark_revision"].iloc[0] == f"local:{src}"
@@ -212,7 +214,7 @@ def test_cosalign_test_by_hub_id_and_pinned_revision(hub, hub_env, tmp_path):
     code = f"""
 import json
 from huggingface_hub import HfApi
-from cosalign import benchmarks
+from cosalign.evaluation import benchmarks
 api = HfApi()
 api.create_repo("microsoft/CoSAlign-Test", repo_type="dataset")
 pinned = api.upload_folder(folder_path={str(old)!r}, repo_id="microsoft/CoSAlign-Test",

@@ -12,10 +12,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from cosalign import taxonomy
+from cosalign.cosa import taxonomy
 from cosalign.cli import main
-from cosalign.io import read_parquet, read_table
-from cosalign.schemas import validate
+from cosalign.core.io import read_parquet, read_table
+from cosalign.cosa.schemas import validate
 
 COSALIGN = str(Path(sys.executable).parent / "cosalign")
 SHIPPED = Path(__file__).resolve().parents[1] / "data" / "seed" / "prompts.jsonl"

@@ -7,7 +7,7 @@ import sys
 
 import pandas as pd
 
-from cosalign.io import write_parquet
+from cosalign.core.io import write_parquet
 
 
 def run_cli(*args, cwd=None):

@@ -8,7 +8,7 @@ import jinja2
 import pytest
 import yaml
 
-from cosalign.taxonomy import BY_NAME, DISCRIMINATION, PRIVACY
+from cosalign.cosa.taxonomy import BY_NAME, DISCRIMINATION, PRIVACY
 
 CONTROL_TEXT = ("<|im_start|>", "<|im_end|>", "<|endoftext|>", "</s>", "<s>", "[INST]", "<|eot_id|>")
 

@@ -6,8 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cosalign import configs, schemas, taxonomy
-from cosalign.io import InputError
+from cosalign.data import configs
+from cosalign.cosa import schemas, taxonomy
+from cosalign.core.io import InputError
+from cosalign.core import rng
+from cosalign.cosa import config_text
 
 T = list(taxonomy.SEEN)
 FIN, DIS, VIO, PRI = T
@@ -99,26 +102,26 @@ def test_sample_allowed_rejects_bad_input():
 
 
 def test_derive_rng_depends_on_seed_and_identity_only():
-    a = configs.derive_rng(7, "p1", "superset", 0).integers(1 << 30, size=4)
-    b = configs.derive_rng(7, "p1", "superset", 0).integers(1 << 30, size=4)
-    c = configs.derive_rng(7, "p1", "superset", 1).integers(1 << 30, size=4)
-    d = configs.derive_rng(8, "p1", "superset", 0).integers(1 << 30, size=4)
+    a = rng.derive_rng(7, "p1", "superset", 0).integers(1 << 30, size=4)
+    b = rng.derive_rng(7, "p1", "superset", 0).integers(1 << 30, size=4)
+    c = rng.derive_rng(7, "p1", "superset", 1).integers(1 << 30, size=4)
+    d = rng.derive_rng(8, "p1", "superset", 0).integers(1 << 30, size=4)
     assert (a == b).all() and not (a == c).all() and not (a == d).all()
     with pytest.raises(ValueError, match="non-negative"):
-        configs.derive_rng(-1, "x")
+        rng.derive_rng(-1, "x")
 
 
 # --- templates -------------------------------------------------------------------------------
 
 def test_load_and_render_fixture_templates(templates_file):
-    train = configs.load_templates("train", templates_file)
+    train = config_text.load_templates("train", templates_file)
     assert [t["id"] for t in train] == ["t-a", "t-b"]
-    text = configs.render_config(train[0], [PRI, VIO])
+    text = config_text.render_config(train[0], [PRI, VIO])
     assert text.index(VIO) < text.index(PRI)  # canonical order, not input order
     assert taxonomy.BY_NAME[PRI].description in text
-    assert configs.render_config(train[0], []).endswith("- None")
-    assert configs.render_config(train[1], [DRUGS]) == f"B. {DRUGS}"
-    assert configs.render_config(configs.load_templates("heldout", templates_file)[0], T) == "H. 4"
+    assert config_text.render_config(train[0], []).endswith("- None")
+    assert config_text.render_config(train[1], [DRUGS]) == f"B. {DRUGS}"
+    assert config_text.render_config(config_text.load_templates("heldout", templates_file)[0], T) == "H. 4"
 
 
 @pytest.mark.parametrize("text, message, field", [
@@ -133,33 +136,33 @@ def test_load_templates_errors_name_the_field(tmp_path, text, message, field):
     path = tmp_path / "t.yaml"
     path.write_text(text, encoding="utf-8")
     with pytest.raises(InputError, match=message) as info:
-        configs.load_templates("train", path)
+        config_text.load_templates("train", path)
     assert info.value.field == field and str(path) in str(info.value)
 
 
 def test_load_templates_missing_file_and_kind(tmp_path):
     with pytest.raises(InputError, match="not found"):
-        configs.load_templates("train", tmp_path / "absent.yaml")
+        config_text.load_templates("train", tmp_path / "absent.yaml")
     with pytest.raises(ValueError, match="unknown template kind"):
-        configs.load_templates("test")
+        config_text.load_templates("test")
 
 
 def test_render_is_strict_and_never_allows_other_harms():
     with pytest.raises(ValueError, match="undefined"):
-        configs.render_config({"id": "x", "text": "{{ allowed }} {{ nope }}"}, [VIO])
+        config_text.render_config({"id": "x", "text": "{{ allowed }} {{ nope }}"}, [VIO])
     with pytest.raises(ValueError, match="never be allowed"):
-        configs.render_config("{{ allowed }}", [OTHER])
+        config_text.render_config("{{ allowed }}", [OTHER])
 
 
 def test_packaged_templates_render_every_seen_and_unseen_set():
-    train, heldout = configs.load_templates("train"), configs.load_templates("heldout")
+    train, heldout = config_text.load_templates("train"), config_text.load_templates("heldout")
     assert [t["id"] for t in train] == [f"train-{i:02d}" for i in range(1, 11)]
     assert [t["id"] for t in heldout] == [f"heldout-{i:02d}" for i in range(1, 5)]
     for template in train + heldout:
-        everything = configs.render_config(template, list(taxonomy.ALLOWABLE))
+        everything = config_text.render_config(template, list(taxonomy.ALLOWABLE))
         for name in taxonomy.ALLOWABLE:
             assert name in everything and taxonomy.BY_NAME[name].description in everything
-        nothing = configs.render_config(template, [])
+        nothing = config_text.render_config(template, [])
         assert not any(taxonomy.BY_NAME[n].description in nothing for n in taxonomy.NAMES)
 
 
@@ -206,7 +209,7 @@ def test_system_prompt_is_the_rendered_template():
     out = sample(*tables())
     by_id = {t["id"]: t for t in TEMPLATES}
     for row in out.itertuples():
-        assert row.system_prompt == configs.render_config(by_id[row.template_id], row.allowed_categories)
+        assert row.system_prompt == config_text.render_config(by_id[row.template_id], row.allowed_categories)
     assert set(out["template_id"]) == {"t-a", "t-b", "t-c"}
 
 
@@ -249,7 +252,7 @@ def test_sample_configs_bad_input():
 
 
 def test_configs_parquet_is_byte_identical_and_round_trips(tmp_path):
-    from cosalign.io import read_parquet, write_parquet
+    from cosalign.core.io import read_parquet, write_parquet
     prompts, labels = tables()
     write_parquet(sample(prompts, labels), tmp_path / "a.parquet")
     write_parquet(sample(prompts.iloc[::-1], labels.iloc[::-1]), tmp_path / "b.parquet")
@@ -262,7 +265,7 @@ def test_configs_parquet_is_byte_identical_and_round_trips(tmp_path):
 # --- streaming: training_label_chunks and iter_configs, and the configs stage -----------------
 
 def write_inputs(tmp_path, prompts, labels):
-    from cosalign.io import write_parquet
+    from cosalign.core.io import write_parquet
     paths = tmp_path / "prompts.parquet", tmp_path / "prompt_labels.parquet"
     write_parquet(prompts, paths[0])
     write_parquet(labels, paths[1])
@@ -345,7 +348,7 @@ def test_configs_stage_streams_the_same_rows(tmp_path, monkeypatch, repo_root, m
 
     import yaml
 
-    from cosalign.io import read_parquet
+    from cosalign.core.io import read_parquet
 
     prompts, labels = many_tables(300)
     (tmp_path / "data").mkdir()

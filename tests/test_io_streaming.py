@@ -3,8 +3,8 @@
 import pandas as pd
 import pytest
 
-from cosalign import schemas
-from cosalign.io import ParquetSink, iter_parquet, read_parquet, write_parquet
+from cosalign.cosa import schemas
+from cosalign.core.io import ParquetSink, iter_parquet, read_parquet, write_parquet
 
 
 def _configs(n: int, start: int = 0) -> pd.DataFrame:

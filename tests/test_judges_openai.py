@@ -12,7 +12,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))  # tests/ is not a package
 from openai_server import OpenAIServer  # noqa: E402
 
-from cosalign import taxonomy  # noqa: E402
+from cosalign.cosa import taxonomy  # noqa: E402
 from cosalign.judges import CallBudgetExceeded, DryRun, JudgeError, make_judge  # noqa: E402
 from cosalign.judges.prompts import TEMPLATE_VERSION  # noqa: E402
 

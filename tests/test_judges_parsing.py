@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cosalign import taxonomy
+from cosalign.cosa import taxonomy
 from cosalign.judges import make_judge, parsing, prompts
 from cosalign.judges.parsing import (ParseError, last_json_object, parse_freeform,
                                      parse_prompt_labels, parse_response)

@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cosalign import taxonomy
-from cosalign.io import InputError
+from cosalign.cosa import taxonomy
+from cosalign.core.io import InputError
 from cosalign.judges import Judge, make_judge
 from cosalign.judges.classifier import read_seed
 from cosalign.judges.rules import (RulesJudge, allowed_in_config, helpfulness, refusal_match,
                                    resolve_seed)
-from cosalign.splits import split_of
+from cosalign.data.splits import split_of
 
 SHIPPED = Path(__file__).resolve().parents[1] / "data" / "seed" / "prompts.jsonl"
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from cosalign import pairing, schemas, scoring, taxonomy
-from cosalign.io import InputError
+from cosalign.data import preferences
+from cosalign.cosa import schemas, error_score, taxonomy
+from cosalign.core.io import InputError
 
 FIN, DIS, VIO, PRI = taxonomy.SEEN
 DRUGS, SEXUAL, WEAPONS, OTHER = taxonomy.DRUGS, taxonomy.SEXUAL, taxonomy.WEAPONS, taxonomy.OTHER
@@ -36,7 +37,7 @@ def prompts(**risks):
 
 
 def pairs(pool_df, cfgs, prompt_df=None, **kw):
-    return pairing.build_pairs(pool_df, pd.DataFrame(cfgs), prompts() if prompt_df is None else prompt_df,
+    return preferences.build_pairs(pool_df, pd.DataFrame(cfgs), prompts() if prompt_df is None else prompt_df,
                                seed=kw.pop("seed", 0), **kw)
 
 
@@ -53,7 +54,7 @@ def test_three_groups_pair_by_error():
     assert row.system_prompt == "system for c1" and row.prompt == "question p1"
     assert row.chosen == "text of allowed" and row.rejected == "text of refuse"
     assert row.allowed_categories == [VIO] and row.prompt_categories == [VIO] and row["mode"] == "superset"
-    assert list(out.columns) == pairing.PAIR_COLUMNS
+    assert list(out.columns) == preferences.PAIR_COLUMNS
     schemas.validate(out, "preferences")
 
 
@@ -67,13 +68,13 @@ def test_equal_errors_never_pair():
 def test_one_group_gives_no_pairs_but_a_valid_frame():
     p = pool(("a", [VIO], True), ("b", [VIO], True), ("c", [VIO], True))
     out = pairs(p, [config("c1", [])])
-    assert len(out) == 0 and list(out.columns) == pairing.PAIR_COLUMNS
+    assert len(out) == 0 and list(out.columns) == preferences.PAIR_COLUMNS
     schemas.validate(out, "preferences")
 
 
 def test_chosen_error_of_exactly_beta_is_dropped():
     p = pool(("one", [PRI], True), ("two", [PRI, DIS], True))
-    assert scoring.error_score([PRI], True, []) == 3.0
+    assert error_score.error_score([PRI], True, []) == 3.0
     assert len(pairs(p, [config("c1", [])])) == 0
 
 
@@ -142,7 +143,7 @@ def test_max_pairs_per_config_keeps_a_seeded_ordered_subset():
 def test_labels_df_and_bad_inputs():
     p = pool(("a", [VIO], True), ("b", [], False))
     labels = pd.DataFrame({"prompt_id": ["p1"], "risk_categories": [[VIO, DRUGS]]})
-    out = pairing.build_pairs(p, pd.DataFrame([config("c1", [])]), prompts()[["prompt_id", "prompt"]],
+    out = preferences.build_pairs(p, pd.DataFrame([config("c1", [])]), prompts()[["prompt_id", "prompt"]],
                               seed=0, labels_df=labels)
     assert out.prompt_categories[0] == [VIO, DRUGS]
     with pytest.raises(InputError, match="no prompt") as info:
@@ -167,7 +168,7 @@ def test_pairs_for_sft_takes_lowest_chosen_error_ties_to_first():
         "chosen": ["refusal", "first best", "only", "second best", "only again"],
         "chosen_error": [1.0, 0.1, 0.0, 0.1, 0.0],
     })
-    out = pairing.pairs_for_sft(df)
+    out = preferences.pairs_for_sft(df)
     assert out[["system_prompt", "chosen"]].values.tolist() == [["s1", "first best"], ["s2", "only"]]
 
 
@@ -192,7 +193,7 @@ def test_import_maps_release_rows():
                     rejected_cat="(-Financial Crime and Theft-Illegal_Drug_Related_Activities_and_Substance_Abuse-Weapons_Explosives_Arson_and Illegal Firearm Transactions-, 1)",
                     chosen_category_error_score=0.1, rejected_category_error_score=3.1),
     ])
-    out = pairing.import_cosalign_train(df)
+    out = preferences.import_cosalign_train(df)
     schemas.validate(out, "preferences")
     assert out.allowed_categories.tolist() == [[VIO, PRI], [], [FIN]]
     assert out.prompt_categories.tolist()[1] == [VIO, DRUGS]
@@ -210,15 +211,15 @@ def test_import_maps_release_rows():
 def test_import_checks_released_errors():
     df = pd.DataFrame([release_row(), release_row(rejected_category_error_score=2.0)])
     with pytest.raises(InputError, match="differs from the formula") as info:
-        pairing.import_cosalign_train(df, path="train_bt.parquet")
+        preferences.import_cosalign_train(df, path="train_bt.parquet")
     assert (info.value.row, info.value.field) == (1, "rejected_category_error_score")
     assert "train_bt.parquet" in str(info.value)
-    out = pairing.import_cosalign_train(df, on_mismatch="recompute")
+    out = preferences.import_cosalign_train(df, on_mismatch="recompute")
     assert out.rejected_error.tolist() == [1.0, 1.0] and out.released_rejected_error.tolist() == [1.0, 2.0]
     assert out.attrs["import_report"]["error_mismatches"] == 1
     # A recomputed pair that breaks chosen < rejected is dropped, not kept.
     flip = pd.DataFrame([release_row(chosen_cat="(--, 0)", chosen_category_error_score=0.5)])
-    assert len(pairing.import_cosalign_train(flip, on_mismatch="recompute")) == 0
+    assert len(preferences.import_cosalign_train(flip, on_mismatch="recompute")) == 0
 
 
 @pytest.mark.parametrize("field, value, message", [
@@ -232,26 +233,26 @@ def test_import_checks_released_errors():
 def test_import_errors_name_row_and_field(field, value, message):
     df = pd.DataFrame([release_row(), release_row(**{field: value})])
     with pytest.raises(InputError, match=message) as info:
-        pairing.import_cosalign_train(df)
+        preferences.import_cosalign_train(df)
     assert (info.value.row, info.value.field) == (1, field)
 
 
 def test_decode_categories_spellings():
-    assert pairing.decode_categories("-Illegal Drug_Related Activities and Substance Abuse-Privacy Violations-") \
+    assert preferences.decode_categories("-Illegal Drug_Related Activities and Substance Abuse-Privacy Violations-") \
         == (PRI, DRUGS)
-    assert pairing.decode_categories("-Sexual_Misconduct_Exploitation_and_Infidelity-Other_Harms-") == (SEXUAL, OTHER)
-    assert pairing.decode_categories("--") == pairing.decode_categories("-None-") == ()
+    assert preferences.decode_categories("-Sexual_Misconduct_Exploitation_and_Infidelity-Other_Harms-") == (SEXUAL, OTHER)
+    assert preferences.decode_categories("--") == preferences.decode_categories("-None-") == ()
 
 
 def test_pairs_from_parquet_inputs_are_byte_identical(tmp_path):
-    from cosalign.io import read_parquet, write_parquet
+    from cosalign.core.io import read_parquet, write_parquet
     p = pool(("a", [VIO, DRUGS], True), ("b", [], False), ("c", [PRI], True), ("d", [], True))
     cfgs = pd.DataFrame([config("c1", [VIO]), config("c2", [], mode="safe")])
     write_parquet(p, tmp_path / "pool.parquet")
     write_parquet(cfgs, tmp_path / "configs.parquet")
-    from_disk = pairing.build_pairs(read_parquet(tmp_path / "pool.parquet"),
+    from_disk = preferences.build_pairs(read_parquet(tmp_path / "pool.parquet"),
                                     read_parquet(tmp_path / "configs.parquet"), prompts(), seed=2)
-    in_memory = pairing.build_pairs(p, cfgs, prompts(), seed=2)
+    in_memory = preferences.build_pairs(p, cfgs, prompts(), seed=2)
     write_parquet(from_disk, tmp_path / "a.parquet")
     write_parquet(in_memory, tmp_path / "b.parquet")
     # Errors d 0, b 1, c 3, a 3.1 (c1) or 6 (c2): per config 6 group pairs less (c, a) with chosen 3.
@@ -287,10 +288,10 @@ def random_inputs(n_prompts=12, seed=0):
     return pd.DataFrame(rows), pd.DataFrame(cfgs), prompt_df, labels
 
 
-def write_inputs(tmp_path, pool_df, cfgs, prompt_df, labels) -> pairing.PairInputs:
-    from cosalign.io import write_parquet
+def write_inputs(tmp_path, pool_df, cfgs, prompt_df, labels) -> preferences.PairInputs:
+    from cosalign.core.io import write_parquet
 
-    inputs = pairing.PairInputs(*(str(tmp_path / f"{name}.parquet") for name in pairing.PairInputs._fields))
+    inputs = preferences.PairInputs(*(str(tmp_path / f"{name}.parquet") for name in preferences.PairInputs._fields))
     write_parquet(cfgs, inputs.configs)
     write_parquet(pool_df[["response_id", "prompt_id", "config_id", "response"]], inputs.responses)
     write_parquet(pool_df[["response_id", "risk_categories", "addressed", "valid"]], inputs.judgments)
@@ -302,19 +303,19 @@ def write_inputs(tmp_path, pool_df, cfgs, prompt_df, labels) -> pairing.PairInpu
 def test_streamed_pairs_equal_build_pairs_for_any_chunk_size(tmp_path):
     pool_df, cfgs, prompt_df, labels = random_inputs(20)
     inputs = write_inputs(tmp_path, pool_df, cfgs, prompt_df, labels)
-    expected = pairing.build_pairs(pool_df, cfgs, prompt_df, labels_df=labels, seed=4, max_pairs_per_config=3)
+    expected = preferences.build_pairs(pool_df, cfgs, prompt_df, labels_df=labels, seed=4, max_pairs_per_config=3)
     assert len(expected) > 30 and expected.prompt_id.nunique() > 5
     for chunk_prompts in (1, 3, 1000):
-        frames = list(pairing.iter_pairs(inputs, seed=4, max_pairs_per_config=3, chunk_prompts=chunk_prompts))
+        frames = list(preferences.iter_pairs(inputs, seed=4, max_pairs_per_config=3, chunk_prompts=chunk_prompts))
         pd.testing.assert_frame_equal(pd.concat(frames, ignore_index=True), expected)
-    assert len(frames) == 1 < len(list(pairing.iter_pairs(inputs, seed=4, chunk_prompts=1)))
+    assert len(frames) == 1 < len(list(preferences.iter_pairs(inputs, seed=4, chunk_prompts=1)))
 
 
 def test_streamed_pairs_without_pairs_yield_one_empty_frame(tmp_path):
     pool_df, cfgs, prompt_df, labels = random_inputs(3)
     inputs = write_inputs(tmp_path, pool_df.assign(valid=False), cfgs, prompt_df, labels)
-    [frame] = pairing.iter_pairs(inputs, seed=0, chunk_prompts=1)
-    assert len(frame) == 0 and list(frame.columns) == pairing.PAIR_COLUMNS
+    [frame] = preferences.iter_pairs(inputs, seed=0, chunk_prompts=1)
+    assert len(frame) == 0 and list(frame.columns) == preferences.PAIR_COLUMNS
     schemas.validate(frame, "preferences")
 
 
@@ -350,7 +351,7 @@ def test_streamed_input_errors_name_file_row_and_field(tmp_path, damage, name, m
     assert frames[1].prompt_id.iat[2] != frames[1].prompt_id.iat[3]  # the configs swap reorders
     inputs = write_inputs(tmp_path, *frames)
     with pytest.raises(InputError, match=message) as info:
-        list(pairing.iter_pairs(inputs, seed=0, chunk_prompts=2))
+        list(preferences.iter_pairs(inputs, seed=0, chunk_prompts=2))
     assert info.value.path == getattr(inputs, name) and info.value.field == "prompt_id"
     if "sorted" in message:
         data = {"responses": frames[0], "configs": frames[1], "prompts": frames[2], "labels": frames[3]}
@@ -362,16 +363,16 @@ def test_streamed_input_errors_name_file_row_and_field(tmp_path, damage, name, m
 def test_judgments_out_of_step_with_responses_name_the_row(tmp_path):
     pool_df, cfgs, prompt_df, labels = random_inputs()
     inputs = write_inputs(tmp_path, pool_df, cfgs, prompt_df, labels)
-    from cosalign.io import write_parquet
+    from cosalign.core.io import write_parquet
 
     judgments = pool_df[["response_id", "risk_categories", "addressed", "valid"]]
     write_parquet(_swap(judgments, 6, 7), inputs.judgments)
     with pytest.raises(InputError, match="must list the responses in their order") as info:
-        list(pairing.iter_pairs(inputs, seed=0, chunk_prompts=2))
+        list(preferences.iter_pairs(inputs, seed=0, chunk_prompts=2))
     assert (info.value.path, info.value.row, info.value.field) == (inputs.judgments, 6, "response_id")
     write_parquet(judgments.head(5), inputs.judgments)
     with pytest.raises(InputError, match="ends before the judgment of response") as info:
-        list(pairing.iter_pairs(inputs, seed=0, chunk_prompts=2))
+        list(preferences.iter_pairs(inputs, seed=0, chunk_prompts=2))
     assert (info.value.path, info.value.field) == (inputs.judgments, "response_id")
 
 
@@ -381,29 +382,29 @@ def stream_of(df, size):
 
 def test_sample_pairs_is_a_seeded_bounded_subset_in_file_order():
     pool_df, cfgs, prompt_df, labels = random_inputs(30)
-    full = pairing.build_pairs(pool_df, cfgs, prompt_df, labels_df=labels, seed=0)
+    full = preferences.build_pairs(pool_df, cfgs, prompt_df, labels_df=labels, seed=0)
     assert len(full) > 60
     ids = ["config_id", "chosen_response_id", "rejected_response_id"]
     key = full[ids].apply(tuple, axis=1)
-    picked = pairing.sample_pairs(stream_of(full, 7), max_pairs=25, seed=1)
-    assert len(picked) == 25 and list(picked.columns) == pairing.PAIR_COLUMNS
+    picked = preferences.sample_pairs(stream_of(full, 7), max_pairs=25, seed=1)
+    assert len(picked) == 25 and list(picked.columns) == preferences.PAIR_COLUMNS
     positions = [key.tolist().index(k) for k in picked[ids].apply(tuple, axis=1)]
     assert positions == sorted(positions)  # a subset, in file order
     pd.testing.assert_frame_equal(picked, full.iloc[positions].reset_index(drop=True))
     # the same pairs however the stream is chunked; another seed picks others
     for size in (1, 25, len(full)):
-        pd.testing.assert_frame_equal(pairing.sample_pairs(stream_of(full, size), max_pairs=25, seed=1), picked)
-    assert not pairing.sample_pairs([full], max_pairs=25, seed=2).equals(picked)
+        pd.testing.assert_frame_equal(preferences.sample_pairs(stream_of(full, size), max_pairs=25, seed=1), picked)
+    assert not preferences.sample_pairs([full], max_pairs=25, seed=2).equals(picked)
     # the kept pairs are the 25 smallest keys
-    keys = [pairing._pair_key(1, *k) for k in key]
+    keys = [preferences._pair_key(1, *k) for k in key]
     assert sorted(positions) == sorted(sorted(range(len(full)), key=keys.__getitem__)[:25])
     # no more pairs than the cap: all of them
-    pd.testing.assert_frame_equal(pairing.sample_pairs(stream_of(full, 9), max_pairs=len(full), seed=1),
+    pd.testing.assert_frame_equal(preferences.sample_pairs(stream_of(full, 9), max_pairs=len(full), seed=1),
                                   full)
-    empty = pairing.sample_pairs([full.iloc[:0]], max_pairs=3, seed=1)
-    assert len(empty) == 0 and list(empty.columns) == pairing.PAIR_COLUMNS
+    empty = preferences.sample_pairs([full.iloc[:0]], max_pairs=3, seed=1)
+    assert len(empty) == 0 and list(empty.columns) == preferences.PAIR_COLUMNS
     with pytest.raises(ValueError, match="max_pairs"):
-        pairing.sample_pairs([full], max_pairs=0, seed=1)
+        preferences.sample_pairs([full], max_pairs=0, seed=1)
 
 
 @pytest.mark.parametrize("max_pairs", [None, 15])
@@ -412,7 +413,7 @@ def test_preferences_stage_streams_the_same_rows(tmp_path, monkeypatch, repo_roo
 
     import yaml
 
-    from cosalign.io import read_parquet
+    from cosalign.core.io import read_parquet
 
     pool_df, cfgs, prompt_df, labels = random_inputs(20)
     (tmp_path / "data").mkdir()
@@ -427,9 +428,9 @@ def test_preferences_stage_streams_the_same_rows(tmp_path, monkeypatch, repo_roo
     main = runpy.run_path(str(repo_root / "stages" / "preferences.py"))["main"]
     main()
     out = read_parquet("data/preferences.parquet")
-    expected = pairing.build_pairs(pool_df, cfgs, prompt_df, labels_df=labels, seed=3)
+    expected = preferences.build_pairs(pool_df, cfgs, prompt_df, labels_df=labels, seed=3)
     if max_pairs:
-        expected = pairing.sample_pairs([expected], max_pairs=max_pairs, seed=3)
+        expected = preferences.sample_pairs([expected], max_pairs=max_pairs, seed=3)
         assert len(expected) == max_pairs
     pd.testing.assert_frame_equal(out, expected)
     first = (tmp_path / "data" / "preferences.parquet").read_bytes()

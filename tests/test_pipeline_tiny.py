@@ -7,8 +7,9 @@ import json
 import pytest
 import yaml
 
-from cosalign import artifacts, schemas
-from cosalign.io import read_parquet
+from cosalign.core import paths
+from cosalign.cosa import schemas
+from cosalign.core.io import read_parquet
 from pipeline_run import copy_repo, dvc
 
 pytestmark = pytest.mark.e2e
@@ -42,8 +43,8 @@ def test_second_repro_does_nothing(tiny_pipeline):
 
 
 def test_preferences_obey_the_paper_rules(tiny_pipeline):
-    from cosalign import taxonomy
-    from cosalign.scoring import error_score
+    from cosalign.cosa import taxonomy
+    from cosalign.cosa.error_score import error_score
 
     root = tiny_pipeline
     pref = read_parquet(root / "data/preferences.parquet")
@@ -69,7 +70,7 @@ def test_only_training_prompts_feed_training(tiny_pipeline):
 
 
 def test_taxonomy_has_the_papers_categories_and_a_cluster_report(tiny_pipeline):
-    from cosalign import taxonomy
+    from cosalign.cosa import taxonomy
 
     root = tiny_pipeline
     tx = json.loads((root / "data/taxonomy.json").read_text())
@@ -81,7 +82,7 @@ def test_same_params_give_byte_identical_data(tiny_pipeline, tmp_path):
     root = tiny_pipeline
     other = copy_repo(tmp_path / "again", "tiny")
     dvc(other, "repro", "preferences")
-    for art in artifacts.DATASETS:
+    for art in paths.DATASETS:
         if art.stage in ("prompts", "taxonomy", "prompt_labels", "configs", "responses", "judgments", "preferences"):
             a, b = root / art.path, other / art.path
             assert a.read_bytes() == b.read_bytes(), f"{art.path} differs between two runs"

@@ -7,7 +7,8 @@ import pandas as pd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cosalign import configs, pairing, schemas, scoring, taxonomy
+from cosalign.data import configs, preferences
+from cosalign.cosa import schemas, error_score, taxonomy
 
 NAMES, SEEN, OTHER = list(taxonomy.NAMES), list(taxonomy.SEEN), taxonomy.OTHER
 # derandomize: the same examples on every run, so a CI failure reproduces locally.
@@ -24,23 +25,23 @@ seen_sets = st.lists(st.sampled_from(SEEN), unique=True)
 @given(category_sets, st.booleans(), category_sets)
 def test_error_score_is_the_formula(risks, addressed, allowed):
     allow = set(allowed) - {OTHER}
-    expected = (0 if addressed else 1) * scoring.GAMMA + scoring.ALPHA * len(set(risks) & allow) \
-        + scoring.BETA * len(set(risks) - allow)
-    assert abs(scoring.error_score(risks, addressed, allowed) - expected) < 1e-9
+    expected = (0 if addressed else 1) * error_score.GAMMA + error_score.ALPHA * len(set(risks) & allow) \
+        + error_score.BETA * len(set(risks) - allow)
+    assert abs(error_score.error_score(risks, addressed, allowed) - expected) < 1e-9
 
 
 @FAST
 @given(category_sets, st.booleans(), category_sets, st.sampled_from(NAMES))
 def test_error_score_is_monotone_in_disallowed_risks(risks, addressed, allowed, extra):
-    before = scoring.error_score(risks, addressed, allowed)
-    after = scoring.error_score(set(risks) | {extra}, addressed, allowed)
+    before = error_score.error_score(risks, addressed, allowed)
+    after = error_score.error_score(set(risks) | {extra}, addressed, allowed)
     if extra in risks:
         assert after == before
-    elif extra in scoring.allowed_set(allowed):
-        assert abs(after - before - scoring.ALPHA) < 1e-9
+    elif extra in error_score.allowed_set(allowed):
+        assert abs(after - before - error_score.ALPHA) < 1e-9
     else:  # a new disallowed risk always costs beta, so it outweighs anything alpha or gamma add
-        assert abs(after - before - scoring.BETA) < 1e-9
-    assert scoring.error_score(risks, True, allowed) <= scoring.error_score(risks, False, allowed)
+        assert abs(after - before - error_score.BETA) < 1e-9
+    assert error_score.error_score(risks, True, allowed) <= error_score.error_score(risks, False, allowed)
 
 
 @FAST
@@ -48,10 +49,10 @@ def test_error_score_is_monotone_in_disallowed_risks(risks, addressed, allowed, 
 def test_other_harms_always_costs_beta(risks, addressed, allowed):
     without = [c for c in risks if c != OTHER]
     # Even a config that names Other Harms cannot allow it.
-    delta = scoring.error_score(without + [OTHER], addressed, allowed + [OTHER]) \
-        - scoring.error_score(without, addressed, allowed + [OTHER])
-    assert abs(delta - scoring.BETA) < 1e-9
-    assert not scoring.is_safe(without + [OTHER], allowed + [OTHER])
+    delta = error_score.error_score(without + [OTHER], addressed, allowed + [OTHER]) \
+        - error_score.error_score(without, addressed, allowed + [OTHER])
+    assert abs(delta - error_score.BETA) < 1e-9
+    assert not error_score.is_safe(without + [OTHER], allowed + [OTHER])
 
 
 # --- pairing ---------------------------------------------------------------------------------
@@ -84,14 +85,14 @@ def pools(draw):
 @given(pools(), st.integers(0, 2**32), st.randoms(use_true_random=False))
 def test_pairing_invariants(data, seed, shuffler):
     pool, cfgs, prompts = data
-    out = pairing.build_pairs(pool, cfgs, prompts, seed=seed)
+    out = preferences.build_pairs(pool, cfgs, prompts, seed=seed)
     schemas.validate(out, "preferences")
     valid_ids = set(pool.loc[pool["valid"].astype(bool), "response_id"]) if len(pool) else set()
     for row in out.itertuples():
-        assert row.chosen_error < row.rejected_error and row.chosen_error < scoring.BETA
+        assert row.chosen_error < row.rejected_error and row.chosen_error < error_score.BETA
         for side in ("chosen", "rejected"):
             cats, addressed = getattr(row, f"{side}_categories"), getattr(row, f"{side}_addressed")
-            assert getattr(row, f"{side}_error") == scoring.error_score(cats, addressed, row.allowed_categories)
+            assert getattr(row, f"{side}_error") == error_score.error_score(cats, addressed, row.allowed_categories)
         for cats in (row.chosen_categories, row.rejected_categories):
             assert set(cats) <= set(SEEN) | {OTHER} and cats == taxonomy.canonical_order(cats)
         assert {row.chosen_response_id, row.rejected_response_id} <= valid_ids
@@ -102,7 +103,7 @@ def test_pairing_invariants(data, seed, shuffler):
     assert not keys.duplicated().any()
     order = list(range(len(pool)))
     shuffler.shuffle(order)
-    again = pairing.build_pairs(pool.iloc[order], cfgs.iloc[::-1], prompts, seed=seed)
+    again = preferences.build_pairs(pool.iloc[order], cfgs.iloc[::-1], prompts, seed=seed)
     pd.testing.assert_frame_equal(out, again)
 
 

@@ -1,4 +1,4 @@
-"""Property tests of the CoSA-Score aggregation (cosalign.metrics.aggregate) on random item sets."""
+"""Property tests of the CoSA-Score aggregation (cosalign.cosa.cosa_score.aggregate) on random item sets."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ import pandas as pd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cosalign import metrics, taxonomy
+from cosalign.cosa import cosa_score, taxonomy
 
 NAMES = list(taxonomy.NAMES)
 # derandomize: the same examples on every run, so a CI failure reproduces locally.
 FAST = settings(max_examples=120, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow])
-TOL = 2 * 10 ** -metrics.ROUND_DIGITS  # every float is rounded once, at the end
+TOL = 2 * 10 ** -cosa_score.ROUND_DIGITS  # every float is rounded once, at the end
 
 # one item: (config index, helpfulness 0..5, safe, valid, response categories)
 items_st = st.lists(st.tuples(st.integers(0, 4), st.integers(0, 5), st.booleans(), st.booleans(),
@@ -33,7 +33,7 @@ def frame(items, model="m", benchmark="b", config_set="seen") -> pd.DataFrame:
 
 
 def group(df: pd.DataFrame) -> dict:
-    [(_, groups)] = metrics.aggregate(df).items()
+    [(_, groups)] = cosa_score.aggregate(df).items()
     [(_, g)] = groups.items()
     return g
 
@@ -43,7 +43,7 @@ def group(df: pd.DataFrame) -> dict:
 def test_scores_lie_in_minus_one_to_one(items):
     df = frame(items)
     g = group(df)
-    per = metrics.per_config(df)["cosa_score"].dropna()
+    per = cosa_score.per_config(df)["cosa_score"].dropna()
     assert all(-1 <= s <= 1 for s in per)
     if g["cosa_score"] is not None:
         assert -1 <= g["cosa_score"] <= 1
@@ -58,7 +58,7 @@ def test_a_config_of_refusals_scores_zero(items):
     df = frame([(c, 0, safe, True, []) for c, safe, _ in items])
     g = group(df)
     assert g["cosa_score"] == 0 and g["helpful_safe"] == 0 and g["helpful_unsafe"] == 0
-    assert set(metrics.per_config(df)["cosa_score"]) == {0}
+    assert set(cosa_score.per_config(df)["cosa_score"]) == {0}
 
 
 @FAST
@@ -82,7 +82,7 @@ def test_invalid_items_never_change_the_score(items, junk):
 def test_macro_average_is_the_mean_of_per_config_scores(items):
     df = frame(items)
     g = group(df)
-    per = metrics.per_config(df)
+    per = cosa_score.per_config(df)
     scored = per[per["n_valid"] > 0]
     if scored.empty:
         assert g["cosa_score"] is None
@@ -102,5 +102,5 @@ def test_row_order_never_changes_the_metrics(items, rnd):
     order = list(range(len(df)))
     rnd.shuffle(order)
     shuffled = df.iloc[order].reset_index(drop=True)
-    assert metrics.aggregate(shuffled) == metrics.aggregate(df)
-    assert metrics.per_config(shuffled).equals(metrics.per_config(df))
+    assert cosa_score.aggregate(shuffled) == cosa_score.aggregate(df)
+    assert cosa_score.per_config(shuffled).equals(cosa_score.per_config(df))

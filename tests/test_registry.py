@@ -18,11 +18,11 @@ from hubserver.fixtures import FAKE_TOKEN, run_cli, run_py
 from hubserver.project import file_bytes, make_project
 from hubserver.server import HubServer, client_env
 
-from cosalign import artifacts
-from cosalign.hub import cards
-from cosalign.hub.lineage import git_commit
-from cosalign.hub.pull import parse_ref
-from cosalign.io import InputError
+from cosalign.core import paths
+from cosalign.registry import cards
+from cosalign.registry.lineage import git_commit
+from cosalign.registry.pull import parse_ref
+from cosalign.core.io import InputError
 
 NS = "ns"
 LOGS: list[str] = []  # every stdout/stderr of the subprocesses, for the secret test
@@ -51,8 +51,8 @@ def world(tmp_path_factory):
 
 
 def _repo(name):
-    a = artifacts.ALL[name]
-    return artifacts.repo_id(NS, name), a.kind
+    a = paths.ALL[name]
+    return paths.repo_id(NS, name), a.kind
 
 
 def _card(hub, name) -> str:
@@ -62,7 +62,7 @@ def _card(hub, name) -> str:
 
 def test_publish_makes_one_tagged_commit_per_artifact(world):
     hub, out = world["hub"], world["first"].stdout
-    for name in artifacts.ALL:
+    for name in paths.ALL:
         repo_id, kind = _repo(name)
         assert f"{repo_id}@" in out and "published" in out
         assert len(hub.commits(repo_id, kind)) == 2  # the repo's initial commit + ours
@@ -85,12 +85,12 @@ def test_pull_by_revision_is_byte_identical_and_locked(world):
         revs[name] = (repo_id, sha if name != "dpo" else next(iter(hub.tags(repo_id, kind))), sha)
     # the CLI once (as a user would), the library for the rest (one interpreter: faster)
     cli(["pull", revs["sft"][0], "--revision", revs["sft"][1]], env, fresh)
-    out = run_py("from cosalign.hub.pull import pull\n" + "".join(
+    out = run_py("from cosalign.registry.pull import pull\n" + "".join(
         f"pull({repo!r}, {rev!r})\n" for name, (repo, rev, _) in revs.items() if name != "sft"),
         env, cwd=fresh)
     LOGS.extend([out.stdout, out.stderr])
     for name in revs:
-        path = artifacts.ALL[name].path
+        path = paths.ALL[name].path
         assert file_bytes(fresh, path) == file_bytes(project, path), f"{name} differs after pull"
     lock = yaml.safe_load((fresh / "registry.lock").read_text())["artifacts"]
     assert {k: v["commit"] for k, v in lock.items()} == {k: v[2] for k, v in revs.items()}
@@ -168,15 +168,15 @@ def test_cards_render_schema_licence_lineage_metrics(world):
 
 def test_republish_unchanged_makes_no_commit(world):
     hub, env, project = world["hub"], world["env"], world["project"]
-    before = {n: hub.commits(*_repo(n)) for n in artifacts.ALL}
+    before = {n: hub.commits(*_repo(n)) for n in paths.ALL}
     out = cli(["publish", "--namespace", NS], env, project).stdout
-    assert out.count("unchanged, no new commit") == len(artifacts.ALL)
-    assert {n: hub.commits(*_repo(n)) for n in artifacts.ALL} == before
-    assert hub.count("commit") == len(artifacts.ALL)  # only the first publish committed
+    assert out.count("unchanged, no new commit") == len(paths.ALL)
+    assert {n: hub.commits(*_repo(n)) for n in paths.ALL} == before
+    assert hub.count("commit") == len(paths.ALL)  # only the first publish committed
 
 
 def _edit_preferences(project: Path, text: str) -> None:
-    from cosalign.io import read_parquet, write_parquet
+    from cosalign.core.io import read_parquet, write_parquet
     path = project / "data/preferences.parquet"
     df = read_parquet(path)
     df.loc[0, "prompt"] = text
@@ -221,8 +221,8 @@ def test_source_param_pulls_verified_artifact(world):
     stage_dir = world["tmp"] / "stage"
     stage_dir.mkdir()
     out = run_py(f"""
-from cosalign.hub.source import resolve_source
-from cosalign.io import InputError
+from cosalign.registry.source import resolve_source
+from cosalign.core.io import InputError
 print("pipeline", resolve_source("pipeline", "preferences", "data/preferences.parquet"))
 print("pulled", resolve_source("{NS}/cosalign-preferences@{sha}", "preferences",
                                "data/preferences.parquet"))
@@ -262,8 +262,8 @@ def test_tampered_download_fails_clearly_and_writes_nothing(world):
 def test_pull_rejects_data_breaking_its_schema(world):
     """Hashes can match and the data still be wrong (published by another tool): validate."""
     from hubserver.project import datasets
-    from cosalign.hub.lineage import sha256_file
-    from cosalign.io import write_parquet
+    from cosalign.registry.lineage import sha256_file
+    from cosalign.core.io import write_parquet
     hub, env = world["hub"], world["env"]
     bad = datasets()["preferences"]
     bad.loc[0, "chosen_error"] = 2.5  # no longer what the error formula gives
@@ -309,14 +309,14 @@ def test_parse_ref_and_bad_sources():
     for bad in ("you/cosalign-preferences", "cosalign-preferences@abc", "a/b@", "a/b@c@d"):
         with pytest.raises(InputError, match="NS/NAME@REVISION"):
             parse_ref(bad)
-    from cosalign.hub.source import resolve_source
+    from cosalign.registry.source import resolve_source
     with pytest.raises(InputError, match="preferences.source"):
         resolve_source("", "preferences", "data/preferences.parquet")
 
 
 def test_verify_refuses_unsafe_paths_missing_hashes_and_mismatches(tmp_path):
-    from cosalign.hub.lineage import sha256_file
-    from cosalign.hub.pull import IntegrityError, verify
+    from cosalign.registry.lineage import sha256_file
+    from cosalign.registry.pull import IntegrityError, verify
     (tmp_path / "a.parquet").write_bytes(b"data")
     verify(tmp_path, {"a.parquet": sha256_file(tmp_path / "a.parquet")}, "ns/x@1")
     for recorded, message in (({}, "records no file hashes"),

@@ -45,7 +45,7 @@ DVC = str(Path(sys.executable).parent / "dvc")
 
 def label_verdict(body: dict) -> str:
     """A deterministic prompt labeller: zero to two seen categories picked by the text's hash."""
-    from cosalign import taxonomy
+    from cosalign.cosa import taxonomy
 
     h = int(hashlib.sha256(body["messages"][-1]["content"].encode()).hexdigest(), 16)
     seen = list(taxonomy.SEEN)
@@ -105,8 +105,8 @@ def run(tmp_path_factory):
 
 @pytest.mark.e2e
 def test_dvc_repro_killed_mid_stage_resumes_and_ends_up_to_date(run):
-    from cosalign import schemas
-    from cosalign.io import read_parquet
+    from cosalign.cosa import schemas
+    from cosalign.core.io import read_parquet
 
     assert run.killed.returncode == -signal.SIGKILL, run.logs[-3]
     configs = read_parquet(run.root / "data/configs.parquet")
@@ -216,7 +216,7 @@ class _EchoKeyServer:
 def test_an_error_that_echoes_the_key_is_recorded_redacted(tmp_path, monkeypatch, capsys):
     import pandas as pd
 
-    from cosalign.judging import judge_responses
+    from cosalign.data.judging import judge_responses
 
     monkeypatch.setenv("OPENAI_API_KEY", OPENAI_KEY)
     monkeypatch.chdir(tmp_path)

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from cosalign.cli import main as cli_main
-from cosalign.io import write_json, write_parquet
+from cosalign.core.io import write_json, write_parquet
 
 REPO = Path(__file__).resolve().parent.parent
 STAGES = REPO / "stages"
@@ -248,7 +248,7 @@ def test_stage_process_exits_2_with_one_line(stage, setup, expected, work):
 # --- the taxonomy and pulled datasets (cosalign validate) --------------------------------------
 
 def good_taxonomy() -> dict:
-    from cosalign import taxonomy
+    from cosalign.cosa import taxonomy
 
     return {"categories": [{"name": c.name, "description": c.description, "seen": c.name in taxonomy.SEEN,
                             "allowable": c.name != taxonomy.OTHER} for c in taxonomy.CATEGORIES]}

@@ -13,9 +13,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pandas as pd
 import pytest
 
-from cosalign import scoring
+from cosalign.cosa import error_score
 from cosalign.judges import make_judge
-from cosalign.judging import ResponseJudging, judge_responses
+from cosalign.data.judging import ResponseJudging, judge_responses
 from openai_server import OpenAIServer
 
 GOOD = 'Fine.\n{"risk_categories": [], "addressed": true, "helpfulness": 4}'
@@ -168,7 +168,7 @@ def test_one_failed_item_among_good_ones_is_kept_and_flagged(tmp_path, monkeypat
     # an invalid verdict is not a zero-error answer: the pairing pool excludes it (stages/preferences.py)
     pool = responses.merge(out, on="response_id")
     assert set(pool[pool["valid"]]["response_id"]) == {"r1", "r3"}
-    assert scoring.error_score([], True, []) == 0  # what an invalid row would wrongly score if kept
+    assert error_score.error_score([], True, []) == 0  # what an invalid row would wrongly score if kept
 
 
 def test_a_batch_that_lost_verdicts_to_an_outage_is_not_checkpointed_and_a_rerun_retries_it(

@@ -22,7 +22,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from cosalign.io import atomic_path, read_parquet, write_parquet
+from cosalign.core.io import atomic_path, read_parquet, write_parquet
 from openai_server import OpenAIServer
 
 REPO = Path(__file__).resolve().parent.parent
@@ -160,7 +160,7 @@ def test_sigkill_mid_write_leaves_the_previous_artifact(tmp_path):
     before = target.read_bytes()
     code = (
         "import sys, time\n"
-        "from cosalign.io import atomic_path\n"
+        "from cosalign.core.io import atomic_path\n"
         f"with atomic_path({str(target)!r}) as tmp:\n"
         "    with open(tmp, 'wb') as fh:\n"
         "        fh.write(b'PAR1' + b'\\0' * 100000); fh.flush()\n"
@@ -227,7 +227,7 @@ def test_every_artifact_writer_goes_through_a_temporary_path():
     files = [p for p in sorted((REPO / "src/cosalign").rglob("*.py")) + sorted(STAGES.glob("*.py"))
              if p.name != "io.py"]
     found = {w for f in files for w in raw_writes(f)}
-    assert found - KNOWN_NON_ATOMIC == set(), "write through cosalign.io (atomic_path / write_*)"
+    assert found - KNOWN_NON_ATOMIC == set(), "write through cosalign.core.io (atomic_path / write_*)"
     assert KNOWN_NON_ATOMIC <= found, f"fixed? remove from KNOWN_NON_ATOMIC: {KNOWN_NON_ATOMIC - found}"
 
 
@@ -303,7 +303,7 @@ def test_killed_judgments_stage_resumes_without_paying_twice(inputs, reference_r
 
 def test_checkpoints_live_outside_every_dvc_output():
     """DVC deletes a stage's outputs before running it: the checkpoints must not be one of them."""
-    from cosalign.workqueue import WORK_ROOT
+    from cosalign.core.workqueue import WORK_ROOT
 
     spec = yaml.safe_load((REPO / "dvc.yaml").read_text())
     outs = []
@@ -321,7 +321,7 @@ def test_checkpoints_live_outside_every_dvc_output():
 # --- the work queue's building blocks ----------------------------------------------------------
 
 def test_the_streamed_fingerprint_ignores_chunking_but_not_content():
-    from cosalign.workqueue import Fingerprint
+    from cosalign.core.workqueue import Fingerprint
 
     items = pd.DataFrame({"id": [f"r{i}" for i in range(7)], "text": [f"t{i}" for i in range(7)]})
 
@@ -341,7 +341,7 @@ def test_the_streamed_fingerprint_ignores_chunking_but_not_content():
 
 
 def test_work_batches_are_fixed_by_order_and_size_and_a_retry_is_not_checkpointed(tmp_path):
-    from cosalign.workqueue import Retry, iter_batches
+    from cosalign.core.workqueue import Retry, iter_batches
 
     items = pd.DataFrame({"n": range(7)})
     seen = []

@@ -8,10 +8,11 @@ import shutil
 import pytest
 import yaml
 
-from cosalign import safety_configs as sc
-from cosalign import taxonomy
+from cosalign.serving import lifecycle as sc
+from cosalign.cosa import taxonomy
 from cosalign.cli import main
-from cosalign.io import InputError
+from cosalign.core.io import InputError
+from cosalign.serving import keys
 
 T0 = "2026-01-01T00:00:00Z"
 
@@ -158,21 +159,21 @@ def test_keys_store_only_hashes(reg, tmp_path):
     _approved(reg)
     sc.new_config(reg, "draft-one", owner="o", allowed=[])
     keys = tmp_path / "keys.yaml"
-    key = sc.add_key(keys, "game-studio@v1", configs_dir=reg)
+    key = keys.add_key(keys, "game-studio@v1", configs_dir=reg)
     text = keys.read_text()
-    assert key not in text and sc.hash_key(key) in text
-    assert sc.load_keys(keys) == {sc.hash_key(key): "game-studio@1"}
+    assert key not in text and keys.hash_key(key) in text
+    assert keys.load_keys(keys) == {keys.hash_key(key): "game-studio@1"}
     assert keys.stat().st_mode & 0o077 == 0  # not readable by others
     with pytest.raises(InputError, match="draft, not approved"):
-        sc.add_key(keys, "draft-one@1", configs_dir=reg)
+        keys.add_key(keys, "draft-one@1", configs_dir=reg)
     with pytest.raises(ValueError, match="one version"):
-        sc.add_key(keys, "game-studio", configs_dir=reg)
-    assert sc.rebind_keys(keys, "game-studio@1", "game-studio@2") == 1
-    assert sc.revoke_key(keys, sc.hash_key(key)[:10]) == "game-studio@2"
-    assert sc.load_keys(keys) == {}
+        keys.add_key(keys, "game-studio", configs_dir=reg)
+    assert keys.rebind_keys(keys, "game-studio@1", "game-studio@2") == 1
+    assert keys.revoke_key(keys, keys.hash_key(key)[:10]) == "game-studio@2"
+    assert keys.load_keys(keys) == {}
     keys.write_text(f"keys:\n  {key}: game-studio@1\n")  # someone pasted a plaintext key
     with pytest.raises(InputError, match="never in plain text"):
-        sc.load_keys(keys)
+        keys.load_keys(keys)
 
 
 def test_cli_round_trip(reg, tmp_path, capsys):
@@ -198,7 +199,7 @@ def test_cli_round_trip(reg, tmp_path, capsys):
     cap = capsys.readouterr()
     key = cap.out.strip()
     assert key.startswith("csk-") and key not in cap.err and key not in keys.read_text()
-    assert sc.load_keys(keys)[sc.hash_key(key)] == "game-studio@1"
+    assert keys.load_keys(keys)[keys.hash_key(key)] == "game-studio@1"
 
 
 def test_shipped_examples_are_valid_and_pinned(repo_root, tmp_path):

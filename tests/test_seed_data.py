@@ -6,7 +6,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from cosalign.taxonomy import ALLOWABLE, NAMES, OTHER, canonical_order
+from cosalign.cosa.taxonomy import ALLOWABLE, NAMES, OTHER, canonical_order
 
 SEED = Path(__file__).resolve().parents[1] / "data" / "seed"
 

@@ -21,9 +21,11 @@ import openai
 import pytest
 from transformers import AutoTokenizer
 
-from cosalign import chat, taxonomy
-from cosalign import safety_configs as sc
+from cosalign.models import chat
+from cosalign.cosa import taxonomy
+from cosalign.serving import lifecycle as sc
 from cosalign.cli import main
+from cosalign.serving import keys
 
 USER = "Describe a sword fight in a castle."
 
@@ -50,8 +52,8 @@ def served(tiny_model_dir, tmp_path_factory):
                          ("retiring", []), ("editable", [])]:
         sc.new_config(reg, cid, owner="owner", allowed=allowed)
         sc.approve(reg, f"{cid}@1", reviewer="reviewer")
-        keys[cid] = sc.add_key(keys_file, f"{cid}@1", configs_dir=reg)
-    keys["passthrough"] = sc.add_key(keys_file, sc.PASSTHROUGH)
+        keys[cid] = keys.add_key(keys_file, f"{cid}@1", configs_dir=reg)
+    keys["passthrough"] = keys.add_key(keys_file, sc.PASSTHROUGH)
     port = _free_port()
     log = open(root / "serve.log", "w")
     proc = subprocess.Popen(
@@ -227,16 +229,16 @@ def test_app_refusals_in_process(tiny_model_dir, tmp_path):
     """The same app without --allow-passthrough, driven in-process (no subprocess needed)."""
     from starlette.testclient import TestClient
 
-    from cosalign.io import InputError
-    from cosalign.serve import create_app
+    from cosalign.core.io import InputError
+    from cosalign.serving.server import create_app
 
     reg, keys_file = tmp_path / "safety_configs", tmp_path / "keys.yaml"
     with pytest.raises(InputError, match="keys file not found"):
         create_app(tiny_model_dir, keys_file, reg)
     sc.new_config(reg, "kids", owner="o", allowed=[])
     sc.approve(reg, "kids@1", reviewer="r")
-    good = sc.add_key(keys_file, "kids@1", configs_dir=reg)
-    trusted = sc.add_key(keys_file, sc.PASSTHROUGH)
+    good = keys.add_key(keys_file, "kids@1", configs_dir=reg)
+    trusted = keys.add_key(keys_file, sc.PASSTHROUGH)
     client = TestClient(create_app(tiny_model_dir, keys_file, reg, served_model_name="tiny"))
     body = {"model": "tiny", "max_tokens": 2, "messages": [{"role": "user", "content": USER}]}
 
@@ -254,5 +256,5 @@ def test_app_refusals_in_process(tiny_model_dir, tmp_path):
     assert post(good, messages=long) == (400, "context_length_exceeded")
     assert post(good, temperature=7) == (400, "invalid_request")
     assert post(good) == (200, None)
-    sc.revoke_key(keys_file, sc.hash_key(good)[:12])
+    keys.revoke_key(keys_file, keys.hash_key(good)[:12])
     assert post(good) == (401, "invalid_api_key")  # revocation applies without a restart

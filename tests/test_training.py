@@ -13,9 +13,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from cosalign import chat, scoring, taxonomy
-from cosalign.io import InputError, read_parquet, write_parquet
-from cosalign.reward_margin import dpo_reward_margins
+from cosalign.models import chat
+from cosalign.cosa import error_score, taxonomy
+from cosalign.core.io import InputError, read_parquet, write_parquet
+from cosalign.training.reward_margin import dpo_reward_margins
 from cosalign.training import TrainingParams, dpo_dataset, sft_dataset, train_dpo, train_sft
 from cosalign.training.trainers import trainer_kwargs
 
@@ -37,8 +38,8 @@ def _row(system_prompt, mode, allowed, prompt, chosen, chosen_cats, chosen_addr,
     return dict(system_prompt=system_prompt, prompt=prompt, chosen=chosen, rejected=rejected, mode=mode,
                 allowed_categories=allowed, prompt_categories=[V], chosen_categories=chosen_cats,
                 rejected_categories=rejected_cats, chosen_addressed=chosen_addr, rejected_addressed=rejected_addr,
-                chosen_error=scoring.error_score(chosen_cats, chosen_addr, allowed),
-                rejected_error=scoring.error_score(rejected_cats, rejected_addr, allowed))
+                chosen_error=error_score.error_score(chosen_cats, chosen_addr, allowed),
+                rejected_error=error_score.error_score(rejected_cats, rejected_addr, allowed))
 
 
 def preferences() -> pd.DataFrame:

@@ -1,6 +1,6 @@
 """A small, valid cosalign project directory for registry tests (no `dvc repro` needed).
 
-Every dataset the registry publishes, a few rows each, written with cosalign.io so they pass
+Every dataset the registry publishes, a few rows each, written with cosalign.core.io so they pass
 their pandera schemas; tiny sft/dpo models; params.yaml, a hand-written dvc.lock for lineage,
 reports/metrics.json, and a git commit so the cards can name it.
 """
@@ -14,9 +14,9 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from cosalign import taxonomy
-from cosalign.io import write_json, write_parquet
-from cosalign.scoring import error_score
+from cosalign.cosa import taxonomy
+from cosalign.core.io import write_json, write_parquet
+from cosalign.cosa.error_score import error_score
 
 from .fixtures import make_tiny_model
 

@@ -39,7 +39,7 @@ def build_parser(argv) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser(argv).parse_args(argv)
-    from cosalign.io import InputError
+    from cosalign.core.io import InputError
     try:
         return int(_module(args.command).run(args) or 0)
     except InputError as exc:

@@ -11,7 +11,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from cosalign import safety_configs as sc
+from cosalign.serving import lifecycle as sc
+from cosalign.serving import keys
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -77,7 +78,7 @@ def run(args) -> int:
             return _keys(args)
         return ACTIONS[args.action](args)
     except ValueError as exc:  # bad references, bad category names; InputError is handled by main
-        from cosalign.io import InputError
+        from cosalign.core.io import InputError
         if isinstance(exc, InputError):
             raise
         print(f"error: {exc}", file=sys.stderr)
@@ -169,21 +170,21 @@ def _show(args) -> int:
 def _keys(args) -> int:
     if args.keys_action == "add":
         binding = sc.PASSTHROUGH if args.passthrough else args.config
-        key = sc.add_key(args.keys, binding, configs_dir=args.configs_dir)
+        key = keys.add_key(args.keys, binding, configs_dir=args.configs_dir)
         print(f"bound a new key to {binding} in {args.keys}; it is shown only now:", file=sys.stderr)
         print(key)  # stdout carries the key alone, for `KEY=$(cosalign config keys add ...)`
     elif args.keys_action == "list":
-        for digest, binding in sc.load_keys(args.keys).items():
+        for digest, binding in keys.load_keys(args.keys).items():
             print(f"{digest[:12]}  {binding}")
     elif args.keys_action == "revoke":
-        print(f"revoked the key bound to {sc.revoke_key(args.keys, args.sha_prefix)}")
+        print(f"revoked the key bound to {keys.revoke_key(args.keys, args.sha_prefix)}")
     elif args.keys_action == "rebind":
         new = sc.load(args.configs_dir, args.new)
         reason = sc.servable(new)
         if reason:
             print(f"error: {reason}", file=sys.stderr)
             return 2
-        print(f"moved {sc.rebind_keys(args.keys, sc.load(args.configs_dir, args.old).ref, new.ref)} "
+        print(f"moved {keys.rebind_keys(args.keys, sc.load(args.configs_dir, args.old).ref, new.ref)} "
               f"key(s) from {args.old} to {new.ref}")
     return 0
 

@@ -1,6 +1,6 @@
 """`cosalign eval`: CoSA-Score of any chat model (local path or Hub id) on one benchmark.
 
-Runs the pipeline's evaluation (cosalign.evaluation) outside DVC: load the benchmark, generate,
+Runs the pipeline's evaluation (cosalign.evaluation.evaluate) outside DVC: load the benchmark, generate,
 judge, print the metrics (a table, or JSON with --json), and optionally write the judged items.
 """
 
@@ -65,9 +65,10 @@ def metrics_table(metrics: dict) -> str:
 
 
 def run(args) -> int:
-    from cosalign import benchmarks, evaluation, metrics, schemas
-    from cosalign.generation import GenerationSettings
-    from cosalign.io import read_parquet, write_parquet
+    from cosalign.evaluation import benchmarks, evaluate
+    from cosalign.cosa import cosa_score, schemas
+    from cosalign.models.generation import GenerationSettings
+    from cosalign.core.io import read_parquet, write_parquet
     from cosalign.judges.base import make_judge
 
     spec = benchmarks.load_spec(args.benchmark)
@@ -78,15 +79,15 @@ def run(args) -> int:
         config_ids=args.config_id)
     settings = GenerationSettings(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
                                   top_p=1.0, batch_size=args.batch_size, seed=args.seed)
-    fewshot = evaluation.load_fewshot(args.fewshot) if args.fewshot else None
+    fewshot = evaluate.load_fewshot(args.fewshot) if args.fewshot else None
     options = {"revision": args.model_revision} if args.model_revision else {}
-    out = evaluation.evaluate_model(
+    out = evaluate.evaluate_model(
         args.name or args.model, args.model, items, make_judge(_judge_params(args.judge, args.judge_option)),
         settings, backend=args.backend, generator_options=options, fewshot=fewshot,
         cascade=args.cascade)
     schemas.validate(out, "eval_items", args.out or "<eval items>")
     if args.out:
         write_parquet(out, args.out)
-    result = metrics.aggregate(out)
+    result = cosa_score.aggregate(out)
     print(json.dumps(result, indent=2) if args.json else metrics_table(result), file=sys.stdout)
     return 0

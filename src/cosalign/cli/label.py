@@ -12,7 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-from cosalign.io import InputError
+from cosalign.core.io import InputError
 
 FORMATS = (".parquet", ".jsonl", ".csv")
 
@@ -34,7 +34,7 @@ def judge_params(name: str, params_path: str, explicit: bool) -> dict:
         if explicit:
             raise InputError(path, "params file not found")
         return {"name": name}
-    from cosalign.params import load_params
+    from cosalign.core.params import load_params
     section = (load_params(path).get("prompt_labels") or {}).get("judge") or {}
     if not isinstance(section, dict):
         raise InputError(path, "must be a mapping", field="prompt_labels.judge")
@@ -48,7 +48,7 @@ def judge_params(name: str, params_path: str, explicit: bool) -> dict:
 
 def read_prompts(path: str) -> list[str]:
     """The `prompt` column, failing on a missing column or an empty prompt (row is 1-based)."""
-    from cosalign.io import read_table
+    from cosalign.core.io import read_table
     df = read_table(path)
     if "prompt" not in df.columns:
         raise InputError(path, f"missing column (columns: {list(df.columns)})", field="prompt")
@@ -64,7 +64,7 @@ def label_table(prompts: list[str], judge):
     """DataFrame (prompt, risk_categories, valid, judge), validated against the `labels` schema."""
     import pandas as pd
 
-    from cosalign.schemas import validate
+    from cosalign.cosa.schemas import validate
     verdicts = judge.label_prompts(prompts)
     df = pd.DataFrame({"prompt": prompts,
                        "risk_categories": [v.risk_categories for v in verdicts],
@@ -74,7 +74,7 @@ def label_table(prompts: list[str], judge):
 
 
 def write_labels(df, output: str) -> None:
-    from cosalign.io import write_parquet, write_text
+    from cosalign.core.io import write_parquet, write_text
     suffix = Path(output).suffix.lower()
     if suffix == ".parquet":
         write_parquet(df, output)

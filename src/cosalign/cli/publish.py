@@ -9,14 +9,14 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from cosalign import artifacts
+from cosalign.core import paths
 
 
 def add_arguments(parser) -> None:
     parser.add_argument("--namespace", required=True, help="Hub user or organisation")
-    parser.add_argument("--artifacts", nargs="+", choices=sorted(artifacts.ALL), metavar="NAME",
+    parser.add_argument("--artifacts", nargs="+", choices=sorted(paths.ALL), metavar="NAME",
                         help="subset to publish (default: all present); one of "
-                             f"{sorted(artifacts.ALL)}")
+                             f"{sorted(paths.ALL)}")
     parser.add_argument("--tag",
                         help="tag for the commits (default: git-<short sha> or v<version>)")
     parser.add_argument("--private", action="store_true", help="create new repos as private")
@@ -24,7 +24,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from cosalign.hub.publish import PublishError, default_tag, publish
+    from cosalign.registry.publish import PublishError, default_tag, publish
     root = Path(args.root)
     tag = args.tag or default_tag(root)
     try:

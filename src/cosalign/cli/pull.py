@@ -21,7 +21,7 @@ def run(args) -> int:
 
     from huggingface_hub.errors import HfHubHTTPError
 
-    from cosalign.hub.pull import LOCK_FILE, pull
+    from cosalign.registry.pull import LOCK_FILE, pull
     try:
         entry = pull(args.repo_id, args.revision, args.root, out_path=args.out)
     except HfHubHTTPError as exc:  # InputErrors (integrity, schema) are printed by cli.main

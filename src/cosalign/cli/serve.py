@@ -1,5 +1,5 @@
 """`cosalign serve`: an OpenAI-compatible endpoint (/v1/chat/completions, /v1/models) for one
-checkpoint, each API key bound to one approved safety config version (see cosalign.serve and
+checkpoint, each API key bound to one approved safety config version (see cosalign.serving.server and
 docs/safety-configs.md)."""
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args) -> int:
     import uvicorn
 
-    from cosalign.serve import create_app
+    from cosalign.serving.server import create_app
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.debug_echo_prompt:

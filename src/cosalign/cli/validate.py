@@ -6,7 +6,7 @@ import sys
 
 
 def add_arguments(parser) -> None:
-    from cosalign.schemas import SCHEMAS
+    from cosalign.cosa.schemas import SCHEMAS
 
     parser.add_argument("path", help="artifact file (.parquet, .jsonl, .csv, or taxonomy.json)")
     parser.add_argument("--schema", choices=sorted(SCHEMAS) + ["taxonomy"],
@@ -14,7 +14,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from cosalign.schemas import validate_file
+    from cosalign.cosa.schemas import validate_file
 
     try:
         rows = validate_file(args.path, args.schema)

@@ -12,7 +12,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from cosalign.io import write_json
+from cosalign.core.io import write_json
 
 
 def cache_key(judge_id: str, template_version: str, model: str, messages: list[dict],

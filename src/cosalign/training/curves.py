@@ -13,7 +13,7 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
-from cosalign.io import atomic_path, write_text
+from cosalign.core.io import atomic_path, write_text
 
 # TRL log key -> CSV column
 COLUMNS = {

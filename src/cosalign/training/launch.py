@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from cosalign.io import InputError
+from cosalign.core.io import InputError
 
 MARKER = "COSALIGN_UNDER_ACCELERATE"
 

@@ -24,7 +24,7 @@ import dataclasses
 import typing
 from dataclasses import dataclass, field
 
-from cosalign.io import InputError
+from cosalign.core.io import InputError
 
 DTYPES = ("float32", "bfloat16", "float16")
 

@@ -1,9 +1,9 @@
 """SFT then DPO with TRL, each writing a standard checkpoint, its resolved arguments and its curves.
 
 `train_sft` fits the chosen answers (one per unique system prompt + prompt, see
-`cosalign.pairing.pairs_for_sft`) with the loss on the assistant turn only; `train_dpo` trains on all
+`cosalign.data.preferences.pairs_for_sft`) with the loss on the assistant turn only; `train_dpo` trains on all
 pairs starting from the SFT checkpoint, which TRL also reloads as the frozen reference. The data go
-through `cosalign.chat.training_view`, whose per-row `chat_template_kwargs` make TRL render every
+through `cosalign.models.chat.training_view`, whose per-row `chat_template_kwargs` make TRL render every
 chat with control tokens inside messages sanitised. Distributed runs come from `accelerate launch`
 (see configs/accelerate/README.md); this module has no distributed code of its own beyond letting
 only the main process write files.
@@ -18,9 +18,9 @@ import shutil
 import time
 from pathlib import Path
 
-from cosalign import schemas
-from cosalign.chat import training_view
-from cosalign.io import InputError, read_parquet, write_json
+from cosalign.cosa import schemas
+from cosalign.models.chat import training_view
+from cosalign.core.io import InputError, read_parquet, write_json
 from cosalign.training.curves import CurveRecorder, write_curves
 from cosalign.training.params import TrainingParams
 
@@ -39,7 +39,7 @@ def load_preferences(path: str | Path):
 
 def sft_dataset(pref_df, max_examples: int | None = None):
     """TRL prompt/completion view of the SFT rows: per (system_prompt, prompt) the best chosen answer."""
-    from cosalign.pairing import pairs_for_sft
+    from cosalign.data.preferences import pairs_for_sft
     rows = pairs_for_sft(pref_df)
     if max_examples is not None:
         rows = rows.head(max_examples)

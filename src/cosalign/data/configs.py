@@ -1,0 +1,223 @@
+"""Synthetic categorical safety configs: sample an allowed set per prompt and render it as text.
+
+For a training prompt with risk set P and the seen categories T (taxonomy.SEEN), one of four modes
+draws an allowed set A, always a subset of T (docs/method.md, "Synthetic categorical configs"):
+
+- exact_match:  A = P ∩ T.
+- superset:     A = (P ∩ T) plus a random NON-EMPTY subset of T \\ P; when P ∩ T == T there is
+                nothing to add and A = T. "Superset" means A ⊇ P ∩ T: a prompt with an unseen or
+                Other Harms category is never covered by any seen-only A.
+- safe:         A = [].
+- not_superset: A = a random subset of P ∩ T of size < |P ∩ T| (at least one seen prompt risk is
+                dropped) plus a random subset of T \\ P. Edge cases: a risk-free prompt gets A = [];
+                a prompt whose risks are all unseen / Other Harms gets ANY random subset of T,
+                because no seen-only A can be a superset of its P.
+
+A random subset is drawn as: size uniform over the allowed sizes, then that many distinct elements
+uniformly. Every draw uses its own RNG derived from (seed, prompt_id, mode, k), so a config never
+depends on row order or on which other prompts are present, nor on how the configs stage chunks
+the prompts it streams (training_label_chunks, iter_configs).
+"""
+
+from __future__ import annotations
+
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from cosalign.cosa import schemas, taxonomy
+from cosalign.core.io import InputError, ParquetCursor, read_parquet
+from cosalign.core.rng import derive_rng
+from cosalign.cosa.config_text import load_templates, render_config
+
+MODES = schemas.MODES
+# Modes whose allowed set is [] for a risk-free prompt; sample_configs emits them once, as 'safe'.
+_EMPTY_FOR_RISK_FREE = ("exact_match", "safe", "not_superset")
+
+CONFIG_COLUMNS = ["config_id", "prompt_id", "mode", "allowed_categories", "template_id", "system_prompt"]
+# Prompts per streamed chunk (~250 configs, ~600 preference pairs): small enough that a chunk costs
+# a few MiB, large enough that per-chunk overheads (validation, a row group each) stay small.
+CHUNK_PROMPTS = 64
+
+
+def _random_subset(items: list[str], rng: np.random.Generator, min_size: int, max_size: int) -> list[str]:
+    """A subset of `items` with size uniform in [min_size, max_size], elements uniform."""
+    size = int(rng.integers(min_size, max_size + 1))
+    if size == 0:
+        return []
+    return [items[i] for i in rng.choice(len(items), size=size, replace=False)]
+
+
+def sample_allowed(prompt_categories: list[str], mode: str, rng: np.random.Generator) -> list[str]:
+    """Draw the allowed set A (subset of taxonomy.SEEN, canonical order) for a prompt risk set P."""
+    if mode not in MODES:
+        raise ValueError(f"unknown config mode {mode!r}; known: {list(MODES)}")
+    prompt = set(taxonomy.canonical_order(prompt_categories))  # also rejects unknown names
+    seen_risks = [c for c in taxonomy.SEEN if c in prompt]
+    rest = [c for c in taxonomy.SEEN if c not in prompt]
+    if mode == "safe":
+        return []
+    if mode == "exact_match":
+        return seen_risks
+    if mode == "superset":
+        extra = _random_subset(rest, rng, 1, len(rest)) if rest else []
+        return taxonomy.canonical_order(seen_risks + extra)
+    # not_superset
+    if not prompt:
+        return []
+    if not seen_risks:  # only unseen / Other Harms risks: every seen-only set misses one of them
+        return taxonomy.canonical_order(_random_subset(list(taxonomy.SEEN), rng, 0, len(taxonomy.SEEN)))
+    kept = _random_subset(seen_risks, rng, 0, len(seen_risks) - 1)
+    extra = _random_subset(rest, rng, 0, len(rest))
+    return taxonomy.canonical_order(kept + extra)
+
+
+def _training_labels(labels: pd.DataFrame, known, path="<prompt_labels>") -> pd.DataFrame:
+    """The rows of `labels` that get configs (split == 'train', a valid label), sorted by prompt_id.
+
+    Every label must name a prompt in `known` (a set of prompt ids) and carry a list of risk
+    categories; an error names `path` and the row as labels' index label.
+    """
+    for col in ("prompt_id", "split", "risk_categories"):
+        if col not in labels.columns:
+            raise InputError(path, "missing column", field=col)
+    for row, pid, risks in zip(labels.index, labels["prompt_id"], labels["risk_categories"]):
+        if pid not in known:
+            raise InputError(path, f"prompt_id {pid!r} is not in prompts", row=row, field="prompt_id")
+        if not isinstance(risks, list):
+            raise InputError(path, "risk_categories must be a list", row=row, field="risk_categories")
+    keep = labels["split"] == "train"
+    if "valid" in labels.columns:  # an unparseable label says nothing about P: no configs for it
+        keep &= labels["valid"].astype(bool)
+    return labels[keep].sort_values("prompt_id", kind="stable")
+
+
+def training_label_chunks(prompts_path, labels_path, *, max_prompts: int | None = None, seed: int = 0,
+                          chunk_prompts: int = CHUNK_PROMPTS):
+    """An iterator over the training labels of `labels_path` (see _training_labels), `chunk_prompts`
+    prompts at a time, checked against the prompt ids of `prompts_path`, reading only the columns
+    needed.
+
+    Both files must be sorted by prompt_id, as the prompts and prompt_labels stages write them
+    (InputError naming the file and row otherwise): each chunk then needs only the prompt ids up to
+    its last one, so memory holds one chunk of each file. `max_prompts` keeps a seeded subset of
+    that many training prompts (pandas' sample with random_state=seed over the training rows in
+    file order), which bounds the CPU profiles' generation. The files are opened (and a missing
+    one reported, prompts first) before this returns.
+    """
+    prompts = ParquetCursor(prompts_path, chunk_prompts, columns=["prompt_id"], key="prompt_id")
+    labels = ParquetCursor(labels_path, chunk_prompts, key="prompt_id",
+                           columns=["prompt_id", "split", "risk_categories", "valid"])
+    keep = _seeded_subset(labels_path, max_prompts, seed) if max_prompts else None
+    return _label_chunks(prompts, labels, keep, chunk_prompts)
+
+
+def _seeded_subset(labels_path, max_prompts: int, seed: int) -> set:
+    """The prompt ids of `max_prompts` training prompts drawn with pandas' seeded sample."""
+    labels = read_parquet(labels_path, columns=["prompt_id", "split"])
+    train = labels[labels["split"] == "train"]
+    return set(train.sample(n=min(max_prompts, len(train)), random_state=seed)["prompt_id"])
+
+
+def _label_chunks(prompts: ParquetCursor, labels: ParquetCursor, keep: set | None, chunk_prompts: int):
+    """training_label_chunks' generator: each chunk of labels with the prompt ids up to its last."""
+    while len(chunk := labels.next_groups(chunk_prompts)):
+        if keep is not None:
+            chunk = chunk[chunk["prompt_id"].isin(keep)]
+        if len(chunk):
+            ids = set(chunk["prompt_id"])
+            known = set(prompts.until(chunk["prompt_id"].iloc[-1], keep=ids)["prompt_id"])
+            if not ids <= known:  # about to fail: first rule out a prompts file out of order
+                prompts.drain()
+            yield _training_labels(chunk, known, labels.path)
+
+
+def _check_sampling(modes, configs_per_mode) -> None:
+    unknown = [m for m in modes if m not in MODES]
+    if unknown or not modes or len(set(modes)) != len(modes):
+        raise ValueError(f"modes must be distinct names from {list(MODES)}, got {modes!r}")
+    if isinstance(configs_per_mode, bool) or not isinstance(configs_per_mode, int) or configs_per_mode < 1:
+        raise ValueError(f"configs_per_mode must be a positive int, got {configs_per_mode!r}")
+
+
+def _prompt_configs(label, modes, configs_per_mode, seed, templates) -> list[dict]:
+    """The config rows of one training label (prompt_id, risk_categories), in output order."""
+    rows = []
+    risk_free = not label.risk_categories
+    emitted_safe = False
+    for mode in modes:
+        draws = range(configs_per_mode)
+        if risk_free and mode in _EMPTY_FOR_RISK_FREE:
+            if emitted_safe:
+                continue
+            mode, draws, emitted_safe = "safe", range(1), True
+        for k in draws:
+            rng = derive_rng(seed, label.prompt_id, mode, k)
+            allowed = sample_allowed(label.risk_categories, mode, rng)
+            template = templates[int(rng.integers(len(templates)))]
+            rows.append({
+                "config_id": f"{label.prompt_id}-{mode}-{k}",
+                "prompt_id": label.prompt_id,
+                "mode": mode,
+                "allowed_categories": allowed,
+                "template_id": template["id"],
+                "system_prompt": render_config(template, allowed),
+            })
+    return rows
+
+
+def _configs_frame(rows: list[dict]) -> pd.DataFrame:
+    out = pd.DataFrame(rows, columns=CONFIG_COLUMNS)
+    for col in ("config_id", "prompt_id", "mode", "template_id", "system_prompt"):
+        out[col] = out[col].astype(str)  # so an empty frame still has the string dtype pandera wants
+    return out
+
+
+def iter_configs(label_chunks, *, modes: list[str], configs_per_mode: int, seed: int,
+                 template_kind: str = "train", templates: list[dict] | None = None):
+    """Yield the configs (schemas.Configs columns, not yet validated) of each chunk of training
+    labels (frames with prompt_id and risk_categories, as _training_labels returns them).
+
+    Each chunk's frame holds the configs of its prompts in label order, so chunks in prompt_id
+    order give sample_configs' order, and a prompt's configs never straddle two frames. Chunks
+    without configs are skipped, but at least one (empty) frame is always yielded, as
+    schemas.write_dataset needs. Every draw is seeded by its own identity (derive_rng), so the
+    output does not depend on how the labels are chunked.
+    """
+    _check_sampling(modes, configs_per_mode)
+    templates = templates if templates is not None else load_templates(template_kind)
+    yielded = False
+    with tqdm(desc="configs", unit="prompt", disable=None) as bar:  # silent when not a TTY
+        for labels in label_chunks:
+            rows = [row for label in labels.itertuples(index=False)
+                    for row in _prompt_configs(label, modes, configs_per_mode, seed, templates)]
+            bar.update(len(labels))
+            if rows:
+                yielded = True
+                yield _configs_frame(rows)
+    if not yielded:
+        yield _configs_frame([])
+
+
+def sample_configs(prompts_df: pd.DataFrame, labels_df: pd.DataFrame, *, modes: list[str],
+                   configs_per_mode: int, seed: int, template_kind: str = "train",
+                   templates: list[dict] | None = None) -> pd.DataFrame:
+    """Sample `configs_per_mode` configs per (training prompt, mode) and render them, in memory
+    (the configs stage streams the same rows with training_label_chunks and iter_configs).
+
+    Args: prompts_df (prompt_id), labels_df (prompt_id, split, risk_categories[, valid]); only
+    split == 'train' prompts with a valid label get configs. `templates` overrides the packaged
+    `template_kind` templates. Risk-free prompts: exact_match, safe and not_superset all give
+    A = [], so they get ONE config, mode 'safe' (k = 0), plus their superset draws.
+    Returns: a schemas.Configs frame (config_id = f"{prompt_id}-{mode}-{k}"), sorted by prompt_id,
+    then mode in `modes` order (a risk-free prompt's 'safe' config sits where the first of its
+    empty modes is), then k.
+    """
+    if "prompt_id" not in prompts_df.columns:
+        raise InputError("<prompts>", "missing column", field="prompt_id")
+    labels = _training_labels(labels_df.reset_index(drop=True), set(prompts_df["prompt_id"]))
+    chunks = iter_configs([labels], modes=modes, configs_per_mode=configs_per_mode, seed=seed,
+                          template_kind=template_kind, templates=templates)
+    out = pd.concat(list(chunks), ignore_index=True)
+    return schemas.validate(out, "configs", "<configs>")

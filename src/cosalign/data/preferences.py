@@ -1,0 +1,474 @@
+"""Error-scored preference pairs (docs/method.md, "Error score and pairs"), and the CoSAlign-Train import.
+
+build_pairs: a prompt's valid judged responses form one pool. For each training config of that
+prompt the whole pool is scored under the config's allowed set A with error_score.error_score, after
+collapsing response categories outside the training set T (taxonomy.SEEN) to Other Harms. The pool
+is grouped by (collapsed categories, addressed); one seeded representative stands for each group;
+every two groups with different errors make a pair (lower error = chosen); a pair whose chosen error
+is >= max_chosen_error (beta = 3: the chosen answer would carry a disallowed risk) is dropped.
+Because grouping happens after the collapse, {Drugs} and {Weapons} answers are one group.
+
+The preferences stage streams the same rows from its files with iter_pairs, a chunk of prompts at
+a time (a prompt's pairs depend only on its own pool and configs), and caps their number with
+sample_pairs (a seeded subset that never holds more than the cap).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import heapq
+import re
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from cosalign.cosa import schemas, error_score, taxonomy
+from cosalign.data.configs import CHUNK_PROMPTS
+from cosalign.core.rng import derive_rng
+from cosalign.core.io import InputError, ParquetCursor
+
+PAIR_COLUMNS = [
+    "system_prompt", "prompt", "chosen", "rejected", "mode", "allowed_categories",
+    "prompt_categories", "chosen_categories", "rejected_categories", "chosen_addressed",
+    "rejected_addressed", "chosen_error", "rejected_error", "prompt_id", "config_id",
+    "chosen_response_id", "rejected_response_id",
+]
+_STR = ["system_prompt", "prompt", "chosen", "rejected", "mode", "prompt_id", "config_id",
+        "chosen_response_id", "rejected_response_id"]
+_POOL_COLUMNS = ("response_id", "prompt_id", "config_id", "response", "risk_categories", "addressed", "valid")
+_CONFIG_COLUMNS = ("config_id", "prompt_id", "mode", "allowed_categories", "system_prompt")
+
+
+def collapse_categories(categories, training=taxonomy.SEEN) -> list[str]:
+    """Map every category outside the training set to Other Harms; canonical order."""
+    train = set(training)
+    return taxonomy.canonical_order(c if c in train else taxonomy.OTHER for c in categories)
+
+
+def _frame(rows: list[dict], columns: list[str]) -> pd.DataFrame:
+    """Rows as a frame with stable dtypes, also when empty (pandera checks dtypes)."""
+    out = pd.DataFrame(rows, columns=columns)
+    for col in columns:
+        if col in _STR:
+            out[col] = out[col].astype(str)
+        elif col.endswith("_addressed"):
+            out[col] = out[col].astype(bool)
+        elif col.endswith("_error"):
+            out[col] = out[col].astype(float)
+    return out
+
+
+def _category_list(value, path, row, field) -> list[str]:
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    if not isinstance(value, list):
+        raise InputError(path, f"must be a list of category names, got {value!r}", row=row, field=field)
+    try:
+        return taxonomy.canonical_order(value)
+    except ValueError as exc:
+        raise InputError(path, str(exc), row=row, field=field) from None
+
+
+def _require(df: pd.DataFrame, columns, path) -> None:
+    for col in columns:
+        if col not in df.columns:
+            raise InputError(path, "missing column", field=col)
+
+
+def _pools(pool_df: pd.DataFrame, path="<pool>") -> dict[str, dict[tuple, list[tuple[str, str]]]]:
+    """prompt_id -> {(collapsed categories, addressed): [(response_id, response), ...] by id}.
+
+    pool_df: response_id, prompt_id, response, risk_categories, addressed, valid; an error names
+    `path` and the row as pool_df's index label.
+    """
+    pools: dict[str, dict[tuple, list[tuple[str, str]]]] = {}
+    for row in pool_df.itertuples():
+        if not bool(row.valid):  # an unparseable judgment has no error score: it never pairs
+            continue
+        cats = collapse_categories(_category_list(row.risk_categories, path, row.Index, "risk_categories"))
+        key = (tuple(cats), bool(row.addressed))
+        pools.setdefault(row.prompt_id, {}).setdefault(key, []).append((row.response_id, row.response))
+    for groups in pools.values():
+        for members in groups.values():
+            members.sort()  # by response_id, so input row order never matters
+    return pools
+
+
+def _config_pairs(groups, allowed, prompt_id, config_id, seed, max_chosen_error, max_pairs):
+    """The kept (chosen, rejected) group pairs for one config, each as (key, error, (id, text))."""
+    scored = []
+    for key in sorted(groups, key=lambda k: ([taxonomy.NAMES.index(c) for c in k[0]], k[1])):
+        members = groups[key]
+        rng = derive_rng(seed, "representative", prompt_id, config_id, "|".join(key[0]), key[1])
+        rep = members[int(rng.integers(len(members)))]
+        scored.append((key, error_score.error_score(key[0], key[1], allowed), rep))
+    scored.sort(key=lambda g: g[1])  # stable: ties keep the canonical key order
+    pairs = []
+    for i, low in enumerate(scored):
+        for high in scored[i + 1:]:
+            # equal errors never pair; a chosen answer at or above the cap carries a disallowed risk
+            if low[1] < high[1] and low[1] < max_chosen_error:
+                pairs.append((low, high))
+    if max_pairs is not None and len(pairs) > max_pairs:
+        rng = derive_rng(seed, "cap", prompt_id, config_id)
+        pairs = [pairs[j] for j in sorted(rng.choice(len(pairs), size=max_pairs, replace=False))]
+    return pairs
+
+
+@dataclass
+class _Batch:
+    """What pairing needs for some prompts: their configs (index = row in `configs_path`), their
+    pools (see _pools), and the prompt text and labelled risk set per prompt_id."""
+    configs: pd.DataFrame
+    pools: dict
+    text: dict
+    risks: dict
+    configs_path: str = "<configs>"
+
+
+def _batch_pairs(batch: _Batch, *, seed, max_chosen_error, max_pairs_per_config) -> pd.DataFrame:
+    """The pairs of every config in the batch (PAIR_COLUMNS, not yet validated), sorted by
+    prompt_id, config_id, then chosen error ascending."""
+    configs = batch.configs
+    rows = []
+    order = sorted(range(len(configs)),
+                   key=lambda j: (configs["prompt_id"].iat[j], configs["config_id"].iat[j]))
+    for j in order:
+        cfg, row = configs.iloc[j], configs.index[j]
+        pid = cfg["prompt_id"]
+        groups = batch.pools.get(pid)
+        if not groups:
+            continue
+        for name, table in (("prompt", batch.text), ("risk_categories", batch.risks)):
+            if pid not in table:
+                raise InputError(batch.configs_path, f"prompt_id {pid!r} has no {name} in the prompt table",
+                                 row=row, field="prompt_id")
+        allowed = _category_list(cfg["allowed_categories"], batch.configs_path, row, "allowed_categories")
+        for low, high in _config_pairs(groups, allowed, pid, cfg["config_id"], seed,
+                                       max_chosen_error, max_pairs_per_config):
+            rows.append({
+                "system_prompt": cfg["system_prompt"], "prompt": batch.text[pid],
+                "chosen": low[2][1], "rejected": high[2][1], "mode": cfg["mode"],
+                "allowed_categories": list(allowed), "prompt_categories": list(batch.risks[pid]),
+                "chosen_categories": list(low[0][0]), "rejected_categories": list(high[0][0]),
+                "chosen_addressed": low[0][1], "rejected_addressed": high[0][1],
+                "chosen_error": low[1], "rejected_error": high[1],
+                "prompt_id": pid, "config_id": cfg["config_id"],
+                "chosen_response_id": low[2][0], "rejected_response_id": high[2][0],
+            })
+    return _frame(rows, PAIR_COLUMNS)
+
+
+def _check_cap(name: str, value) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ValueError(f"{name} must be a positive int or None, got {value!r}")
+
+
+def _risks(labels: pd.DataFrame, path) -> dict:
+    """prompt_id -> labelled risk set; an error names `path` and the row as labels' index label."""
+    return {pid: _category_list(v, path, row, "risk_categories")
+            for row, pid, v in zip(labels.index, labels["prompt_id"], labels["risk_categories"])}
+
+
+def build_pairs(pool_df: pd.DataFrame, configs_df: pd.DataFrame, prompts_df: pd.DataFrame, *,
+                seed: int, max_chosen_error: float = error_score.BETA,
+                max_pairs_per_config: int | None = None,
+                labels_df: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Error-scored preference pairs for every config in configs_df (a schemas.Preferences frame),
+    in memory (the preferences stage streams the same rows from its files with iter_pairs).
+
+    Args: pool_df (response_id, prompt_id, config_id, response, risk_categories, addressed, valid:
+    judged responses; the config a response came from does not matter, the pool is per prompt);
+    configs_df (schemas.Configs); prompts_df (prompt_id, prompt and, unless labels_df is given,
+    risk_categories: the prompt's labelled risk set); max_pairs_per_config keeps a seeded subset;
+    max_chosen_error may only tighten beta (schemas.Preferences requires chosen_error < 3).
+    Returns: PAIR_COLUMNS, sorted by prompt_id, config_id, then chosen error ascending.
+    """
+    _check_cap("max_pairs_per_config", max_pairs_per_config)
+    _require(prompts_df, ("prompt_id", "prompt"), "<prompts>")
+    labels = prompts_df if labels_df is None else labels_df
+    label_path = "<prompts>" if labels_df is None else "<prompt_labels>"
+    _require(labels, ("prompt_id", "risk_categories"), label_path)
+    _require(configs_df, _CONFIG_COLUMNS, "<configs>")
+    _require(pool_df, _POOL_COLUMNS, "<pool>")
+    text = dict(zip(prompts_df["prompt_id"], prompts_df["prompt"]))
+    risks = _risks(labels.reset_index(drop=True), label_path)
+    batch = _Batch(configs=configs_df.reset_index(drop=True), pools=_pools(pool_df.reset_index(drop=True)),
+                   text=text, risks=risks)
+    out = _batch_pairs(batch, seed=seed, max_chosen_error=max_chosen_error,
+                       max_pairs_per_config=max_pairs_per_config)
+    return schemas.validate(out, "preferences", "<preferences>")
+
+
+# --- streaming from the stage's files ---------------------------------------------------------
+
+class PairInputs(NamedTuple):
+    """The preferences stage's input files. configs, responses, prompts and labels must be sorted
+    by prompt_id, and judgments must hold one row per response in responses order, as the pipeline
+    writes them all; iter_pairs checks this as it reads (InputError naming the file and row)."""
+    configs: str = "data/configs.parquet"
+    responses: str = "data/responses.parquet"
+    judgments: str = "data/judgments.parquet"
+    prompts: str = "data/prompts.parquet"
+    labels: str = "data/prompt_labels.parquet"
+
+
+def _judged(responses: pd.DataFrame, judgments: ParquetCursor, inputs: PairInputs) -> pd.DataFrame:
+    """`responses` rows with their judgment: the next rows of `judgments`, which must name the same
+    response ids in the same order (the old inner join by response_id, without holding either file)."""
+    verdicts = judgments.take(len(responses))
+    if len(verdicts) < len(responses):
+        raise InputError(inputs.judgments, f"ends before the judgment of response "
+                                           f"{responses['response_id'].iat[len(verdicts)]!r} (row "
+                                           f"{responses.index[len(verdicts)]} of {inputs.responses}): "
+                                           f"judgments must list the responses in their order, one row each",
+                         field="response_id")
+    differ = responses["response_id"].to_numpy() != verdicts["response_id"].to_numpy()
+    if differ.any():
+        i = int(differ.argmax())
+        raise InputError(inputs.judgments, f"response_id {verdicts['response_id'].iat[i]!r}, but row "
+                                           f"{responses.index[i]} of {inputs.responses} is "
+                                           f"{responses['response_id'].iat[i]!r}: judgments must list "
+                                           f"the responses in their order, one row each",
+                         row=verdicts.index[i], field="response_id")
+    return responses.assign(**{c: verdicts[c].to_numpy() for c in ("risk_categories", "addressed", "valid")})
+
+
+def _rows_of(cursor: ParquetCursor, last, ids: set) -> pd.DataFrame:
+    """The rows of `ids` up to `last` from a prompt_id-sorted cursor. When one is missing (pairing
+    is about to fail), the rest of the file is read first, so a file out of order says so."""
+    rows = cursor.until(last, keep=ids)
+    if not ids <= set(rows["prompt_id"]):
+        cursor.drain()
+    return rows
+
+
+def _file_batches(inputs: PairInputs, chunk_prompts: int):
+    """Open the inputs (a missing file or column fails here) and return a generator of one _Batch
+    per `chunk_prompts` prompts of configs, each reading only its prompts' rows of the other files."""
+    rows = chunk_prompts * 4  # configs and responses have a few rows per prompt (4 modes, samples)
+    configs = ParquetCursor(inputs.configs, rows, columns=list(_CONFIG_COLUMNS), key="prompt_id")
+    responses = ParquetCursor(inputs.responses, rows, key="prompt_id",
+                              columns=["response_id", "prompt_id", "response"])
+    judgments = ParquetCursor(inputs.judgments, rows,
+                              columns=["response_id", "risk_categories", "addressed", "valid"])
+    prompts = ParquetCursor(inputs.prompts, chunk_prompts, columns=["prompt_id", "prompt"], key="prompt_id")
+    labels = ParquetCursor(inputs.labels, chunk_prompts, columns=["prompt_id", "risk_categories"],
+                           key="prompt_id")
+
+    def batches():
+        while len(cfgs := configs.next_groups(chunk_prompts)):
+            last, ids = cfgs["prompt_id"].iat[-1], set(cfgs["prompt_id"])
+            pool = _judged(responses.until(last), judgments, inputs)
+            pools = _pools(pool[pool["prompt_id"].isin(ids)], inputs.judgments)
+            text = _rows_of(prompts, last, set(pools))
+            yield _Batch(configs=cfgs, pools=pools, text=dict(zip(text["prompt_id"], text["prompt"])),
+                         risks=_risks(_rows_of(labels, last, set(pools)), inputs.labels),
+                         configs_path=inputs.configs)
+        responses.drain()  # a response out of order past the last config would otherwise be missed
+
+    return batches()
+
+
+def iter_pairs(inputs: PairInputs = PairInputs(), *, seed: int, max_chosen_error: float = error_score.BETA,
+               max_pairs_per_config: int | None = None, chunk_prompts: int = CHUNK_PROMPTS):
+    """Yield build_pairs' rows (not yet validated) from the stage's files, one frame per
+    `chunk_prompts` prompts of configs, reading only the columns pairing needs.
+
+    Memory holds one chunk of each file (see PairInputs for the order this relies on), never a
+    whole input or the whole output. Frames without pairs are skipped, but at least one (empty)
+    frame is always yielded, as schemas.write_dataset needs. Row for row the same as build_pairs
+    over the whole files (only valid judgments pool), however the prompts are chunked.
+    """
+    _check_cap("max_pairs_per_config", max_pairs_per_config)
+    yielded = False
+    for batch in tqdm(_file_batches(inputs, chunk_prompts), desc="pairing", unit="chunk", disable=None):
+        out = _batch_pairs(batch, seed=seed, max_chosen_error=max_chosen_error,
+                           max_pairs_per_config=max_pairs_per_config)
+        if len(out):
+            yielded = True
+            yield out
+    if not yielded:
+        yield _frame([], PAIR_COLUMNS)
+
+
+def _pair_key(seed: int, config_id: str, chosen_id: str, rejected_id: str) -> int:
+    """A pair's seeded sort key for sample_pairs (SHA-256: Python's hash() is salted per process)."""
+    text = "\x1f".join(map(str, (seed, config_id, chosen_id, rejected_id)))
+    return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "big")
+
+
+def sample_pairs(chunks, *, max_pairs: int, seed: int) -> pd.DataFrame:
+    """A seeded subset of at most `max_pairs` of the pairs in `chunks` (frames in file order), as
+    one frame in file order; all of them when there are no more than that.
+
+    Selection rule: each pair gets the key sha256(seed, config_id, chosen_response_id,
+    rejected_response_id) (its first 8 bytes); the `max_pairs` smallest keys are kept, ties to the
+    earlier pair. A pair's fate depends only on the seed, its identity and the other pairs' keys,
+    never on how the stream is chunked or ordered. Memory holds at most `max_pairs` pairs (a heap
+    of the best so far) plus one chunk.
+    """
+    _check_cap("max_pairs", max_pairs)
+    heap: list[tuple[int, int, dict]] = []  # (-key, -position, row): heap[0] is the worst kept pair
+    columns, position = None, 0
+    for chunk in chunks:
+        columns = columns or list(chunk.columns)
+        for row in chunk.to_dict("records"):
+            key = _pair_key(seed, row["config_id"], row["chosen_response_id"], row["rejected_response_id"])
+            item = (-key, -position, row)
+            position += 1
+            if len(heap) < max_pairs:
+                heapq.heappush(heap, item)
+            elif item[:2] > heap[0][:2]:  # a smaller key (or an equal key, earlier) than the worst kept
+                heapq.heapreplace(heap, item)
+    kept = sorted(heap, key=lambda item: -item[1])  # back to file order
+    return _frame([row for _, _, row in kept], columns or PAIR_COLUMNS)
+
+
+def pairs_for_sft(pref_df: pd.DataFrame) -> pd.DataFrame:
+    """One row per unique (system_prompt, prompt): the lowest chosen_error, ties to the first row.
+
+    Rows come out in the order each (system_prompt, prompt) first appears; index reset.
+    """
+    df = pref_df.reset_index(drop=True)
+    first_seen = df.groupby(["system_prompt", "prompt"], sort=False).ngroup()
+    best = df.assign(_group=first_seen).sort_values(["_group", "chosen_error"], kind="stable")
+    best = best.drop_duplicates("_group", keep="first")
+    return best.drop(columns="_group").reset_index(drop=True)
+
+
+# --- microsoft/CoSAlign-Train -------------------------------------------------------------------
+
+def _key(text: str) -> str:
+    """Spelling-insensitive key: the release writes spaces as '_' and drops ', ' in some places."""
+    return re.sub(r"[^a-z0-9]", "", text.lower())
+
+
+_BY_KEY = {_key(n): n for n in taxonomy.NAMES}
+_NONE_KEYS = {"", "none"}
+
+
+@functools.lru_cache(maxsize=4096)
+def decode_categories(text: str) -> tuple[str, ...]:
+    """Decode the release's '-A-B-' category strings ('--' and '-None-' are empty) into names.
+
+    '-' both separates categories and occurs inside 'Illegal Drug-Related ...', so runs of
+    '-'-separated tokens are matched greedily (longest first) against the taxonomy names.
+    """
+    tokens = str(text).strip().split("-")
+    names, i = [], 0
+    while i < len(tokens):
+        if _key(tokens[i]) in _NONE_KEYS:
+            i += 1
+            continue
+        for j in range(len(tokens), i, -1):
+            name = _BY_KEY.get(_key("-".join(tokens[i:j])))
+            if name is not None:
+                names.append(name)
+                i = j
+                break
+        else:
+            raise ValueError(f"cannot decode {tokens[i]!r} in {text!r} as a taxonomy category")
+    return tuple(taxonomy.canonical_order(names))
+
+
+def decode_response_category(value) -> tuple[tuple[str, ...], bool]:
+    """Decode chosen_cat / rejected_cat like '(-Violence-, 1)' into (categories, addressed)."""
+    if isinstance(value, (list, tuple)) and len(value) == 2:
+        cats, addressed = value
+    else:
+        text = str(value).strip()
+        if not (text.startswith("(") and text.endswith(")")) or ", " not in text:
+            raise ValueError(f"expected '(-Category-..., 0|1)', got {value!r}")
+        cats, addressed = text[1:-1].rsplit(", ", 1)  # category names contain ', ' too
+    flag = str(addressed).strip().lower()
+    if flag not in ("0", "1", "true", "false"):
+        raise ValueError(f"addressed flag must be 0 or 1, got {addressed!r} in {value!r}")
+    return decode_categories(str(cats)), flag in ("1", "true")
+
+
+def _stable_id(*parts: str) -> str:
+    return "ct-" + hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()[:16]
+
+
+_RELEASE_COLUMNS = ("system_prompt", "prompt", "chosen_response", "rejected_response", "spec_i",
+                    "spec_j", "mode", "chosen_cat", "rejected_cat", "chosen_category_error_score",
+                    "rejected_category_error_score")
+
+
+def import_cosalign_train(df: pd.DataFrame, *, path="<CoSAlign-Train>", on_mismatch: str = "raise",
+                          tolerance: float = 1e-6) -> pd.DataFrame:
+    """Map microsoft/CoSAlign-Train rows onto schemas.Preferences (PAIR_COLUMNS plus the released scores).
+
+    spec_i -> allowed_categories, spec_j -> prompt_categories (as released), chosen_cat /
+    rejected_cat -> categories (collapsed to Other Harms outside taxonomy.SEEN, as the authors did
+    when scoring) and addressed. Errors are recomputed with error_score.error_score and compared with the
+    released ones (kept as released_chosen_error / released_rejected_error): a difference above
+    `tolerance` raises InputError (on_mismatch='raise') or keeps the recomputed value
+    (on_mismatch='recompute', which drops pairs that then break chosen < rejected or chosen < beta).
+    Ids are content hashes (prompt_id of the prompt, config_id of system prompt + prompt, response
+    ids of the text). df.attrs['import_report'] counts rows, mismatches and drops.
+    Raises InputError naming the row and field of any undecodable value.
+    """
+    if on_mismatch not in ("raise", "recompute"):
+        raise ValueError(f"on_mismatch must be 'raise' or 'recompute', got {on_mismatch!r}")
+    _require(df, _RELEASE_COLUMNS, path)
+    rows, mismatches, dropped = [], 0, 0
+    for i, row in enumerate(df.reset_index(drop=True).to_dict("records")):
+        def decode(field, fn):
+            try:
+                return fn(row[field])
+            except (ValueError, TypeError) as exc:
+                raise InputError(path, str(exc), row=i, field=field) from None
+        allowed = list(decode("spec_i", decode_categories))
+        prompt_cats = list(decode("spec_j", decode_categories))
+        chosen_cats, chosen_addr = decode("chosen_cat", decode_response_category)
+        rejected_cats, rejected_addr = decode("rejected_cat", decode_response_category)
+        mode = str(row["mode"])
+        if mode not in schemas.MODES:
+            raise InputError(path, f"unknown mode {mode!r}; known: {list(schemas.MODES)}",
+                             row=i, field="mode")
+        chosen_cats, rejected_cats = collapse_categories(chosen_cats), collapse_categories(rejected_cats)
+        errors = {}
+        for side, cats, addr in (("chosen", chosen_cats, chosen_addr),
+                                 ("rejected", rejected_cats, rejected_addr)):
+            field = f"{side}_category_error_score"
+            released = decode(field, float)
+            errors[side] = error_score.error_score(cats, addr, allowed)
+            errors["released_" + side] = released
+            if not abs(released - errors[side]) <= tolerance:
+                if on_mismatch == "raise":
+                    raise InputError(path, f"released error {released} differs from the formula's "
+                                           f"{errors[side]} (categories {cats}, addressed {addr}, "
+                                           f"allowed {allowed})", row=i, field=field)
+                mismatches += 1
+        if not (errors["chosen"] < errors["rejected"] and errors["chosen"] < error_score.BETA):
+            if on_mismatch == "raise":  # only reachable when the released scores break the rules too
+                raise InputError(path, f"chosen error {errors['chosen']} must be < rejected "
+                                       f"{errors['rejected']} and < {error_score.BETA}", row=i,
+                                 field="chosen_category_error_score")
+            dropped += 1
+            continue
+        rows.append({
+            "system_prompt": str(row["system_prompt"]), "prompt": str(row["prompt"]),
+            "chosen": str(row["chosen_response"]), "rejected": str(row["rejected_response"]),
+            "mode": mode, "allowed_categories": allowed, "prompt_categories": prompt_cats,
+            "chosen_categories": chosen_cats, "rejected_categories": rejected_cats,
+            "chosen_addressed": chosen_addr, "rejected_addressed": rejected_addr,
+            "chosen_error": errors["chosen"], "rejected_error": errors["rejected"],
+            "prompt_id": _stable_id(str(row["prompt"])),
+            "config_id": _stable_id(str(row["system_prompt"]), str(row["prompt"])),
+            "chosen_response_id": _stable_id(str(row["chosen_response"])),
+            "rejected_response_id": _stable_id(str(row["rejected_response"])),
+            "released_chosen_error": errors["released_chosen"],
+            "released_rejected_error": errors["released_rejected"],
+        })
+    out = _frame(rows, PAIR_COLUMNS + ["released_chosen_error", "released_rejected_error"])
+    out = schemas.validate(out, "preferences", path)
+    out.attrs["import_report"] = {"rows": len(df), "kept": len(out), "error_mismatches": mismatches,
+                                  "dropped": dropped}
+    return out

@@ -1,0 +1,105 @@
+"""The taxonomy stage: the paper's 8 categories, plus the clustering that would derive them.
+
+As in the paper, prompts are embedded and clustered; each cluster is mapped to the category whose
+description it is closest to, or reported as a candidate new category (with its top terms and
+examples) when nothing is close. The clusters are a report for human review: the taxonomy used
+downstream is the 8 categories plus any that params explicitly add after that review.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from cosalign.cosa import taxonomy
+from cosalign.models.embedding import embed
+
+
+def cluster(vectors: np.ndarray, *, method: str, seed: int, n_clusters: int, min_cluster_size: int,
+            reduce_dims: int = 0) -> np.ndarray:
+    """Cluster labels per row; -1 is noise (HDBSCAN only).
+
+    HDBSCAN finds little but noise in 384 raw dimensions; the paper reduced with UMAP first. PCA to
+    `reduce_dims` (seeded, from scikit-learn) plays that part here.
+    """
+    if reduce_dims and reduce_dims < vectors.shape[1]:
+        from sklearn.decomposition import PCA
+
+        vectors = PCA(n_components=reduce_dims, random_state=seed).fit_transform(vectors)
+    if method == "hdbscan":
+        from sklearn.cluster import HDBSCAN
+
+        return HDBSCAN(min_cluster_size=min_cluster_size, metric="euclidean", copy=True).fit_predict(vectors)
+    if method == "kmeans":
+        from sklearn.cluster import KMeans
+
+        k = min(n_clusters, len(vectors))
+        return KMeans(n_clusters=k, random_state=seed, n_init=4).fit_predict(vectors)
+    raise ValueError(f"unknown clustering method {method!r} (hdbscan or kmeans)")
+
+
+def top_terms(texts: list[str], labels: np.ndarray, k: int = 6) -> dict[int, list[str]]:
+    """The highest mean TF-IDF terms of each cluster (class-based TF-IDF, as BERTopic does)."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    vec = TfidfVectorizer(stop_words="english", min_df=2, max_features=5000)
+    x = vec.fit_transform(texts)
+    vocab = np.asarray(vec.get_feature_names_out())
+    out = {}
+    for c in sorted(set(labels.tolist()) - {-1}):
+        mean = np.asarray(x[labels == c].mean(axis=0)).ravel()
+        order = np.lexsort((vocab, -mean))[:k]  # ties broken by the term itself: deterministic
+        out[c] = vocab[order].tolist()
+    return out
+
+
+def derive_taxonomy(prompts: pd.DataFrame, p: dict) -> dict:
+    """Build data/taxonomy.json from the prompts and the `taxonomy` params section."""
+    texts = prompts["prompt"].tolist()
+    emb = p["embedder"]
+    vectors = embed(texts, name=emb["name"], model=emb.get("model"), batch_size=emb.get("batch_size", 64),
+                    base_url=emb.get("base_url"), api_key_env=emb.get("api_key_env", "OPENAI_API_KEY"))
+    names = [c.name for c in taxonomy.CATEGORIES]
+    anchors = embed([f"{c.name}: {c.description}" for c in taxonomy.CATEGORIES], name=emb["name"],
+                    model=emb.get("model"), base_url=emb.get("base_url"),
+                    api_key_env=emb.get("api_key_env", "OPENAI_API_KEY"))
+    labels = cluster(vectors, method=p["method"], seed=p["seed"], n_clusters=p["n_clusters"],
+                     min_cluster_size=p["min_cluster_size"], reduce_dims=p.get("reduce_dims", 0))
+    terms = top_terms(texts, labels)
+    clusters, coverage, candidates = [], {n: 0 for n in names}, []
+    for c in sorted(set(labels.tolist()) - {-1}):
+        members = np.flatnonzero(labels == c)
+        centroid = vectors[members].mean(axis=0)
+        centroid /= np.linalg.norm(centroid)
+        sims = anchors @ centroid
+        best = int(np.argmax(sims))
+        # Examples: the members closest to the centroid, a reviewer's quickest read of a cluster.
+        closest = members[np.argsort(-(vectors[members] @ centroid), kind="stable")[:3]]
+        entry = {"cluster": int(c), "size": int(len(members)), "top_terms": terms.get(c, []),
+                 "examples": [texts[i] for i in closest],
+                 "nearest_category": names[best], "similarity": round(float(sims[best]), 4)}
+        if sims[best] >= p["match_threshold"]:
+            entry["category"] = names[best]
+            coverage[names[best]] += int(len(members))
+        else:
+            entry["category"] = None
+            candidates.append(entry["cluster"])
+        clusters.append(entry)
+    clusters.sort(key=lambda e: (-e["size"], e["cluster"]))
+    categories = taxonomy.categories_as_dicts()
+    for extra in p.get("extra_categories") or []:  # added by hand after reviewing the clusters
+        categories.append({"name": extra["name"], "description": extra["description"],
+                           "seen": bool(extra.get("seen", False)), "allowable": True})
+    n_noise = int((labels == -1).sum())
+    return {
+        "version": 1,
+        "categories": categories,
+        "derivation": {
+            "n_prompts": len(texts), "embedder": emb["name"], "method": p["method"],
+            "n_clusters": len(clusters), "noise_prompts": n_noise,
+            "coverage": coverage,
+            "mapped_share": round(sum(coverage.values()) / max(len(texts), 1), 4),
+            "candidate_clusters": candidates,
+            "clusters": clusters,
+        },
+    }

@@ -1,0 +1,1 @@
+"""Models: the base checkpoint, generation backends, safe chat rendering and sentence embeddings."""

@@ -1,0 +1,186 @@
+"""Pull a published artifact at a pinned revision, verified, into its pipeline path.
+
+The repo's card lists the sha256 of every artifact file (`cosalign.files`); a pull downloads the
+revision into a scratch directory beside the target, checks every hash, validates datasets with
+their pandera schema, and only then moves the result into place, so a corrupt or tampered
+download never touches data/ or models/. What was pulled is recorded in `registry.lock`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+import yaml
+
+from cosalign.core import paths
+from cosalign.registry import cards
+from cosalign.registry.lineage import sha256_file
+from cosalign.core.io import InputError, write_text
+
+LOCK_FILE = "registry.lock"
+REF_RE = re.compile(r"^(?P<repo>[\w.-]+/[\w.-]+)@(?P<rev>[^\s@]+)$")
+
+
+class IntegrityError(InputError):
+    """A pulled file does not match the hash its card records."""
+
+
+def parse_ref(ref: str, where: str = "source") -> tuple[str, str]:
+    """`NS/NAME@REV` -> (repo_id, revision), with an error naming `where` otherwise."""
+    m = REF_RE.match(ref.strip())
+    if not m:
+        raise InputError(where, f"expected 'pipeline' or NS/NAME@REVISION, got {ref!r}")
+    return m["repo"], m["rev"]
+
+
+def repo_type_and_commit(api, repo_id: str, revision: str) -> tuple[str, str]:
+    """Tell a dataset repo from a model repo by asking the Hub; returns (type, commit sha)."""
+    from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
+    for repo_type in ("dataset", "model"):
+        try:
+            info = api.repo_info(repo_id, repo_type=repo_type, revision=revision)
+            return repo_type, info.sha
+        except RevisionNotFoundError:
+            raise InputError(repo_id, f"revision {revision!r} not found on the Hub") from None
+        except RepositoryNotFoundError:
+            continue
+    raise InputError(repo_id, "no dataset or model repo with this id on the Hub "
+                              f"({api.endpoint}); check the name and your token")
+
+
+def verify(folder: Path, recorded: dict[str, str], where: str) -> None:
+    """Every recorded file exists under `folder` with the recorded sha256, else IntegrityError."""
+    if not recorded:
+        raise IntegrityError(where, "the card records no file hashes (cosalign.files); refusing "
+                                    "an unverifiable artifact")
+    for rel, expected in sorted(recorded.items()):
+        parts = Path(rel).parts
+        if not parts or Path(rel).is_absolute() or ".." in parts or parts[0] == ".cache":
+            raise IntegrityError(where, "unsafe path in the card's file list", field=rel)
+        path = folder / rel
+        if not path.is_file():
+            raise IntegrityError(where, "file listed in the card is missing from the repo",
+                                 field=rel)
+        actual = sha256_file(path)
+        if actual != expected:
+            raise IntegrityError(where, f"sha256 mismatch: the card records {expected}, the "
+                                        f"download has {actual}; the file is corrupted or was "
+                                        "tampered with, nothing was written", field=rel)
+
+
+def validate_download(path: Path, schema: str, label: str) -> None:
+    """Validate a downloaded dataset with its pandera schema; errors name `label`, not scratch."""
+    from cosalign.cosa import schemas
+    from cosalign.core.io import read_parquet, read_table
+    if schema == "taxonomy":
+        import json
+        try:
+            obj = json.loads(path.read_text(encoding="utf-8"))
+        except ValueError as exc:
+            raise InputError(label, f"cannot be read as JSON: {exc}") from None
+        schemas.validate_taxonomy(obj, label)
+        return
+    try:
+        df = read_parquet(path) if path.suffix == ".parquet" else read_table(path)
+    except InputError:
+        raise
+    except Exception as exc:  # pyarrow's reason, reworded with the repo and file
+        raise InputError(label, f"cannot be read: {exc}") from None
+    schemas.validate(df, schema, label)
+
+
+def _swap_dir(new: Path, target: Path) -> None:
+    """Put directory `new` at `target`, replacing it (the old one survives until the last step)."""
+    backup = None
+    if target.exists():
+        backup = target.with_name(f".{target.name}.old-{os.getpid()}")
+        os.replace(target, backup)
+    os.replace(new, target)
+    if backup is not None:
+        shutil.rmtree(backup, ignore_errors=True)
+
+
+def pull(repo_id: str, revision: str, root: str | Path = ".", *, out_path: str | Path | None = None,
+         expect: str | None = None, api=None, record: bool = True) -> dict:
+    """Fetch `repo_id` at `revision`, verify, validate, write it; returns the registry.lock entry.
+
+    Args: out_path overrides the artifact's pipeline path (relative to root); expect names the
+    artifact the caller needs (a stage's `source`), failing if the repo holds another one.
+    """
+    from huggingface_hub import HfApi, snapshot_download
+    api = api or HfApi()
+    root = Path(root)
+    where = f"{repo_id}@{revision}"
+    repo_type, commit = repo_type_and_commit(api, repo_id, revision)
+    root.mkdir(parents=True, exist_ok=True)
+    # Scratch inside root: the final moves are renames on one filesystem.
+    scratch = Path(tempfile.mkdtemp(prefix=".cosalign-pull-", dir=root))
+    try:
+        snapshot_download(repo_id, repo_type=repo_type, revision=commit,
+                          local_dir=scratch / "dl", endpoint=api.endpoint)
+        card_path = scratch / "dl" / "README.md"
+        meta = cards.card_metadata(card_path.read_text("utf-8")) if card_path.is_file() else {}
+        info = meta.get("cosalign") or {}
+        name = info.get("artifact")
+        if name not in paths.ALL:
+            raise InputError(where, "not a cosalign artifact repo (its card has no "
+                                    "cosalign.artifact)", field="README.md")
+        artifact = paths.ALL[name]
+        if artifact.kind != repo_type:
+            raise InputError(where, f"card says {artifact.kind}, but it is a {repo_type} repo")
+        if expect and name != expect:
+            raise InputError(where, f"holds the {name!r} artifact, not {expect!r}")
+        files = {str(k): str(v) for k, v in (info.get("files") or {}).items()}
+        verify(scratch / "dl", files, where)
+        target = root / (out_path or artifact.path)
+        if artifact.kind == "dataset":
+            if len(files) != 1:
+                raise InputError(where, f"a dataset repo holds one artifact file; the card lists "
+                                        f"{sorted(files)}", field="README.md")
+            (rel,) = files
+            validate_download(scratch / "dl" / rel, name, f"{where}: {rel}")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(scratch / "dl" / rel, target)
+        else:
+            staged = scratch / "out"
+            for rel in files:
+                (staged / rel).parent.mkdir(parents=True, exist_ok=True)
+                os.replace(scratch / "dl" / rel, staged / rel)
+            shutil.copyfile(card_path, staged / "README.md")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            _swap_dir(staged, target)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    entry = {"repo": repo_id, "repo_type": repo_type, "revision": revision, "commit": commit,
+             "path": (Path(out_path).as_posix() if out_path else artifact.path), "files": files}
+    if record:
+        update_lock(root, name, entry)
+    return entry
+
+
+def read_lock(root: str | Path = ".") -> dict:
+    path = Path(root) / LOCK_FILE
+    if not path.is_file():
+        return {"version": 1, "artifacts": {}}
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise InputError(path, f"invalid YAML: {exc}") from None
+    data.setdefault("version", 1)
+    data.setdefault("artifacts", {})
+    return data
+
+
+def update_lock(root: str | Path, name: str, entry: dict) -> None:
+    """Record one pulled artifact in registry.lock (sorted, so equal pulls give equal files)."""
+    lock = read_lock(root)
+    lock["artifacts"][name] = entry
+    lock["artifacts"] = dict(sorted(lock["artifacts"].items()))
+    header = ("# cosalign registry.lock: artifacts pulled from the Hub, by resolved commit.\n"
+              "# Written by `cosalign pull` and by stages whose `source` is NS/NAME@REV.\n"
+              "# Commit it: it pins what the run used.\n")
+    write_text(header + yaml.safe_dump(lock, sort_keys=False, width=1000), Path(root) / LOCK_FILE)
