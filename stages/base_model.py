@@ -4,6 +4,7 @@ import argparse
 import json
 from pathlib import Path
 
+from cosalign.core import paths
 from cosalign.models import base_model
 from cosalign.cosa import taxonomy
 from cosalign.core.io import InputError
@@ -13,7 +14,7 @@ from cosalign.core.stage import run_stage
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--out", default="models/base")
+    ap.add_argument("--out", default=paths.BASE_MODEL)
     args = ap.parse_args()
     p = section("base_model")
     out = Path(args.out)

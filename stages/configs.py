@@ -6,6 +6,7 @@ grow with the prompt count (bench/bench_memory.py).
 
 from collections import Counter
 
+from cosalign.core import paths
 from cosalign.cosa import schemas
 from cosalign.data.configs import iter_configs, training_label_chunks
 from cosalign.core.stage import run_stage, stage_params, taken_from_registry
@@ -23,11 +24,11 @@ def main() -> None:
     p = stage_params("configs")
     if taken_from_registry(p, "configs"):
         return
-    labels = training_label_chunks("data/prompts.parquet", "data/prompt_labels.parquet",
+    labels = training_label_chunks(paths.PROMPTS, paths.PROMPT_LABELS,
                                    max_prompts=p.get("max_train_prompts"), seed=p["seed"])
     chunks = iter_configs(labels, modes=p["modes"], configs_per_mode=p["configs_per_mode"], seed=p["seed"])
     counts = {"modes": Counter(), "prompts": 0}
-    rows = schemas.write_dataset(_tally(chunks, counts), "configs", "data/configs.parquet")
+    rows = schemas.write_dataset(_tally(chunks, counts), "configs", paths.CONFIGS)
     print(f"configs: {rows} for {counts['prompts']} training prompts; "
           f"modes {dict(counts['modes'].most_common())}")
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from cosalign.core import paths
 from cosalign.evaluation import benchmarks as B
 from cosalign.evaluation import evaluate
 from cosalign.cosa import cosa_score, schemas
@@ -30,7 +31,7 @@ def load_items(p: dict) -> pd.DataFrame:
     for name, opts in benches.items():
         opts = opts or {}
         if B.load_spec(name)["loader"] == "heldout" and prompts is None:
-            prompts = read_parquet(p.get("prompts", "data/prompts.parquet"))
+            prompts = read_parquet(p.get("prompts", paths.PROMPTS))
         frames.append(B.load_benchmark(
             name, path_or_id=opts.get("path_or_id"), revision=opts.get("revision"),
             prompts_per_config=opts.get("prompts_per_config", p["prompts_per_config"]),
@@ -62,7 +63,7 @@ def main() -> None:
         args.model, spec["checkpoint"], items, make_judge(p["judge"]), settings_from(g, p["seed"]),
         backend=g.get("backend", "transformers"), generator_options=g.get("options") or {},
         fewshot=fewshot, cascade=spec.get("cascade"))
-    target = Path(args.out or f"reports/eval/{args.model}.parquet")
+    target = Path(args.out or paths.eval_items(args.model))
     schemas.validate(out, "eval_items", target)
     write_parquet(out, target)
     print(json.dumps(cosa_score.aggregate(out), indent=1))

@@ -7,8 +7,8 @@ stage's memory does not grow with the number of responses.
 import sys
 
 from cosalign.core.io import iter_parquet
-from cosalign.data.judging import (JUDGMENTS, PROMPTS, RESPONSE_COLUMNS, RESPONSES, ResponseJudging,
-                              read_prompt_texts)
+from cosalign.core import paths
+from cosalign.data.judging import RESPONSE_COLUMNS, ResponseJudging, read_prompt_texts
 from cosalign.core.stage import run_stage, stage_params, taken_from_registry
 from cosalign.cosa.schemas import write_dataset
 
@@ -17,9 +17,9 @@ def main() -> None:
     p = stage_params("judgments")
     if taken_from_registry(p, "judgments"):
         return
-    run = ResponseJudging(lambda: iter_parquet(RESPONSES, p["work_batch_size"], columns=RESPONSE_COLUMNS),
-                          read_prompt_texts(PROMPTS, p["work_batch_size"]), p["judge"], p["work_batch_size"])
-    write_dataset(run, "judgments", JUDGMENTS)
+    run = ResponseJudging(lambda: iter_parquet(paths.RESPONSES, p["work_batch_size"], columns=RESPONSE_COLUMNS),
+                          read_prompt_texts(paths.PROMPTS, p["work_batch_size"]), p["judge"], p["work_batch_size"])
+    write_dataset(run, "judgments", paths.JUDGMENTS)
     print(run.summary())
     if run.transport_warning():
         print(run.transport_warning(), file=sys.stderr)

@@ -1,6 +1,7 @@
 """Stage prompt_labels: the judge's risk set per prompt -> data/prompt_labels.parquet,
 and its agreement with the gold labels on the test split -> reports/prompt_labels.json."""
 
+from cosalign.core import paths
 from cosalign.core.io import read_parquet, write_json, write_parquet
 from cosalign.data.judging import agreement, label_prompts
 from cosalign.core.stage import run_stage, stage_params, taken_from_registry
@@ -9,10 +10,10 @@ from cosalign.core.stage import run_stage, stage_params, taken_from_registry
 def main() -> None:
     p = stage_params("prompt_labels")
     if not taken_from_registry(p, "prompt_labels"):
-        write_parquet(label_prompts(read_parquet("data/prompts.parquet"), p["judge"]),
-                      "data/prompt_labels.parquet")
-    report = agreement(read_parquet("data/prompt_labels.parquet"), split="test")
-    write_json(report, "reports/prompt_labels.json")
+        write_parquet(label_prompts(read_parquet(paths.PROMPTS), p["judge"]),
+                      paths.PROMPT_LABELS)
+    report = agreement(read_parquet(paths.PROMPT_LABELS), split="test")
+    write_json(report, paths.PROMPT_LABELS_METRICS)
     print(f"prompt_labels: exact-set match with gold on the test split: {report.get('exact_set_match')}")
 
 

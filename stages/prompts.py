@@ -1,5 +1,6 @@
 """Stage prompts: gather, check and split the prompts -> data/prompts.parquet."""
 
+from cosalign.core import paths
 from cosalign.core.io import write_parquet
 from cosalign.core.stage import run_stage, stage_params, taken_from_registry
 from cosalign.data.prompts import build_prompts
@@ -10,7 +11,7 @@ def main() -> None:
     if taken_from_registry(p, "prompts"):
         return
     df = build_prompts(p)
-    write_parquet(df, "data/prompts.parquet")
+    write_parquet(df, paths.PROMPTS)
     print(f"prompts: {len(df)} ({(df['split'] == 'train').sum()} train, {(df['split'] == 'test').sum()} test)")
 
 

@@ -4,17 +4,18 @@ report.md and plots (see cosalign.evaluation.report). The models are evaluate.mo
 import argparse
 import json
 
+from cosalign.core import paths
 from cosalign.core.params import section
 from cosalign.evaluation.report import run_report
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--eval-dir", default="reports/eval")
-    ap.add_argument("--items-out", default="reports/eval_items.parquet")
-    ap.add_argument("--metrics-out", default="reports/metrics.json")
-    ap.add_argument("--report-out", default="reports/report.md")
-    ap.add_argument("--plots-dir", default="reports/plots")
+    ap.add_argument("--eval-dir", default=paths.EVAL_DIR)
+    ap.add_argument("--items-out", default=paths.EVAL_ITEMS)
+    ap.add_argument("--metrics-out", default=paths.METRICS)
+    ap.add_argument("--report-out", default=paths.REPORT)
+    ap.add_argument("--plots-dir", default=paths.PLOTS_DIR)
     args = ap.parse_args()
     models = list(section("evaluate").get("models") or {})
     r = section("report")

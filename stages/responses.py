@@ -1,5 +1,6 @@
 """Stage responses: several replies per (config, prompt) -> data/responses.parquet."""
 
+from cosalign.core import paths
 from cosalign.core.io import read_parquet, write_parquet
 from cosalign.core.stage import run_stage, stage_params, taken_from_registry
 from cosalign.data.responses import generate_responses
@@ -9,9 +10,9 @@ def main() -> None:
     p = stage_params("responses")
     if taken_from_registry(p, "responses"):
         return
-    df = generate_responses(read_parquet("data/prompts.parquet"), read_parquet("data/configs.parquet"),
-                            p, "models/base")
-    write_parquet(df, "data/responses.parquet")
+    df = generate_responses(read_parquet(paths.PROMPTS), read_parquet(paths.CONFIGS),
+                            p, paths.BASE_MODEL)
+    write_parquet(df, paths.RESPONSES)
     print(f"responses: {len(df)} ({(df['source'] == 'template').sum()} templated)")
 
 

@@ -8,6 +8,7 @@ import argparse
 import json
 import sys
 
+from cosalign.core import paths
 from cosalign.core.params import section
 from cosalign.training import TrainingParams, train_sft
 from cosalign.training.launch import is_main_process, relaunch_if_needed
@@ -16,10 +17,10 @@ from cosalign.training.launch import is_main_process, relaunch_if_needed
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--preferences", default="data/preferences.parquet")
-    ap.add_argument("--base", default="models/base")
-    ap.add_argument("--out", default="models/sft")
-    ap.add_argument("--reports", default="reports/train")
+    ap.add_argument("--preferences", default=paths.PREFERENCES)
+    ap.add_argument("--base", default=paths.BASE_MODEL)
+    ap.add_argument("--out", default=paths.SFT_MODEL)
+    ap.add_argument("--reports", default=paths.TRAIN_REPORTS)
     ap.add_argument("--params", default="params.yaml")
     args = ap.parse_args(argv)
     params = TrainingParams.from_dict(section("sft", args.params), "sft")

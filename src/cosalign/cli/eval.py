@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import sys
 
+from cosalign.core import paths
+
 
 def add_arguments(p) -> None:
     p.add_argument("--model", required=True, help="checkpoint directory or Hub model id")
@@ -18,7 +20,7 @@ def add_arguments(p) -> None:
     p.add_argument("--benchmark-path", default=None,
                    help="Hub dataset id or local directory (default: the benchmark's Hub id)")
     p.add_argument("--revision", default=None, help="pinned revision of the benchmark dataset")
-    p.add_argument("--prompts", default="data/prompts.parquet", help="prompts file (heldout only)")
+    p.add_argument("--prompts", default=paths.PROMPTS, help="prompts file (heldout only)")
     p.add_argument("--config-id", action="append", default=None,
                    help="evaluate only this config (repeatable)")
     p.add_argument("--prompts-per-config", type=int, default=20, help="0 = all prompts")

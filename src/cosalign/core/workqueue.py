@@ -22,9 +22,10 @@ from pathlib import Path
 import pandas as pd
 from tqdm.auto import tqdm
 
+from cosalign.core import paths
 from cosalign.core.io import read_parquet, write_parquet
 
-WORK_ROOT = Path(".cache/work")
+WORK_ROOT = Path(paths.WORK_ROOT)
 
 
 def _json(obj) -> bytes:

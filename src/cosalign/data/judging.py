@@ -13,13 +13,13 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 
 import pandas as pd
 
+from cosalign.core import paths
 from cosalign.cosa import schemas
 from cosalign.core.io import InputError, iter_parquet
 from cosalign.judges.base import make_judge
 from cosalign.core.workqueue import Fingerprint, Retry, iter_batches
 
-PROMPTS, RESPONSES, JUDGMENTS = "data/prompts.parquet", "data/responses.parquet", "data/judgments.parquet"
-RESPONSE_COLUMNS = ["response_id", "prompt_id", "response"]  # what judging reads of RESPONSES
+RESPONSE_COLUMNS = ["response_id", "prompt_id", "response"]  # what judging reads of the responses
 
 
 def label_prompts(prompts: pd.DataFrame, judge_params: dict) -> pd.DataFrame:
@@ -33,7 +33,7 @@ def label_prompts(prompts: pd.DataFrame, judge_params: dict) -> pd.DataFrame:
         "valid": [bool(v.valid) for v in verdicts], "judge": judge.judge_id,
         "raw": [v.raw for v in verdicts],
     })
-    return schemas.validate(df, "prompt_labels", "data/prompt_labels.parquet")
+    return schemas.validate(df, "prompt_labels", paths.PROMPT_LABELS)
 
 
 def agreement(labels: pd.DataFrame, split: str = "test") -> dict:
@@ -66,7 +66,7 @@ def _require_columns(frame: pd.DataFrame, columns: list[str], path: str) -> None
         raise InputError(path, "missing column", field=missing[0])
 
 
-def read_prompt_texts(path: str = PROMPTS, batch_rows: int = 1024) -> dict[str, str]:
+def read_prompt_texts(path: str, batch_rows: int = 1024) -> dict[str, str]:
     """prompt_id -> prompt, read `batch_rows` at a time: never one frame of every prompt."""
     texts: dict[str, str] = {}
     for part in iter_parquet(path, batch_rows, columns=["prompt_id", "prompt"]):
@@ -86,7 +86,7 @@ class ResponseJudging:
     """
 
     def __init__(self, open_responses: Callable[[], Iterable[pd.DataFrame]], prompt_text: Mapping[str, str],
-                 judge_params: dict, work_batch_size: int, source: str = RESPONSES):
+                 judge_params: dict, work_batch_size: int, source: str = paths.RESPONSES):
         self.open_responses, self.prompt_text, self.source = open_responses, prompt_text, source
         self.judge_params, self.work_batch_size = judge_params, work_batch_size
         self.rows = self.valid = self.addressed = self.transport_errors = 0
@@ -117,7 +117,7 @@ class ResponseJudging:
             unknown = items.index[items["prompt"].isna()]
             if len(unknown):
                 raise InputError(self.source, f"unknown prompt_id {items.at[unknown[0], 'prompt_id']!r} "
-                                 f"(not in {PROMPTS})", row=row + unknown[0] + 1, field="prompt_id")
+                                 f"(not in {paths.PROMPTS})", row=row + unknown[0] + 1, field="prompt_id")
             row += len(items)
             yield items
 
@@ -160,4 +160,4 @@ def judge_responses(responses: pd.DataFrame, prompts: pd.DataFrame, judge_params
     run = ResponseJudging(lambda: [responses], dict(zip(prompts["prompt_id"], prompts["prompt"])),
                           judge_params, work_batch_size)
     out = pd.concat(list(run), ignore_index=True)
-    return schemas.validate(out, "judgments", JUDGMENTS)
+    return schemas.validate(out, "judgments", paths.JUDGMENTS)

@@ -210,11 +210,11 @@ class PairInputs(NamedTuple):
     """The preferences stage's input files. configs, responses, prompts and labels must be sorted
     by prompt_id, and judgments must hold one row per response in responses order, as the pipeline
     writes them all; iter_pairs checks this as it reads (InputError naming the file and row)."""
-    configs: str = "data/configs.parquet"
-    responses: str = "data/responses.parquet"
-    judgments: str = "data/judgments.parquet"
-    prompts: str = "data/prompts.parquet"
-    labels: str = "data/prompt_labels.parquet"
+    configs: str
+    responses: str
+    judgments: str
+    prompts: str
+    labels: str
 
 
 def _judged(responses: pd.DataFrame, judgments: ParquetCursor, inputs: PairInputs) -> pd.DataFrame:
@@ -274,7 +274,7 @@ def _file_batches(inputs: PairInputs, chunk_prompts: int):
     return batches()
 
 
-def iter_pairs(inputs: PairInputs = PairInputs(), *, seed: int, max_chosen_error: float = error_score.BETA,
+def iter_pairs(inputs: PairInputs, *, seed: int, max_chosen_error: float = error_score.BETA,
                max_pairs_per_config: int | None = None, chunk_prompts: int = CHUNK_PROMPTS):
     """Yield build_pairs' rows (not yet validated) from the stage's files, one frame per
     `chunk_prompts` prompts of configs, reading only the columns pairing needs.

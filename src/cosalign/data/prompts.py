@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from cosalign.core import paths
 from cosalign.cosa import schemas, taxonomy
 from cosalign.core.io import InputError, read_table
 from cosalign.core.params import require
@@ -148,4 +149,4 @@ def build_prompts(p: dict, *, params_path: str = "params.yaml") -> pd.DataFrame:
     df = df.sort_values("prompt_id", kind="stable").reset_index(drop=True)
     df["split"] = [split_of(i, p["seed"], p["test_fraction"]) for i in df["prompt_id"]]
     df = df[["prompt_id", "prompt", "source", "split", "gold_categories"]]
-    return schemas.validate(df, "prompts", "data/prompts.parquet")
+    return schemas.validate(df, "prompts", paths.PROMPTS)

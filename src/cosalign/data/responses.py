@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from cosalign.core import paths
 from cosalign.cosa import schemas
 from cosalign.models.chat import messages
 from cosalign.models.generation import GenerationSettings, make_generator
@@ -82,7 +83,7 @@ def generate_responses(prompts: pd.DataFrame, configs: pd.DataFrame, p: dict, mo
         out = pd.concat([out, template_rows(prompts, jobs["prompt_id"], p["template_responses"])],
                         ignore_index=True)
     out = out.sort_values(["prompt_id", "config_id", "source", "sample"], kind="stable").reset_index(drop=True)
-    return schemas.validate(out, "responses", "data/responses.parquet")
+    return schemas.validate(out, "responses", paths.RESPONSES)
 
 
 def model_fingerprint(model_dir: str) -> str:

@@ -23,8 +23,8 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from cosalign.data import configs as configs_mod
 from cosalign.cosa import taxonomy
+from cosalign.core import paths
 from cosalign.core.io import InputError
 from cosalign.core import rng
 from cosalign.cosa import config_text
@@ -110,8 +110,8 @@ def _pick(n_rows: int, k, seed: int, *identity) -> list[int]:
     """Row positions to keep: all when k is None/0 or >= n_rows, else k seeded, in file order."""
     if not k or k >= n_rows:
         return list(range(n_rows))
-    rng = rng.derive_rng(seed, *identity)
-    return sorted(int(i) for i in rng.choice(n_rows, size=k, replace=False))
+    gen = rng.derive_rng(seed, *identity)
+    return sorted(int(i) for i in gen.choice(n_rows, size=k, replace=False))
 
 
 def _heldout_bucket(gold, allowed: set[str]) -> str:
@@ -131,10 +131,10 @@ def _load_heldout(spec: dict, prompts_df: pd.DataFrame, k, seed: int) -> pd.Data
         raise ValueError("the heldout benchmark needs prompts_df (data/prompts.parquet)")
     for col in ("prompt_id", "prompt", "split", "gold_categories"):
         if col not in prompts_df.columns:
-            raise InputError("data/prompts.parquet", "missing column", field=col)
+            raise InputError(paths.PROMPTS, "missing column", field=col)
     test = prompts_df[prompts_df["split"] == "test"].sort_values("prompt_id", kind="stable")
     if test.empty:
-        raise InputError("data/prompts.parquet", "no rows with split == 'test'", field="split")
+        raise InputError(paths.PROMPTS, "no rows with split == 'test'", field="split")
     templates = config_text.load_templates(spec.get("templates", "heldout"))
     rows = []
     for ci, cfg in enumerate(spec["configs"]):
@@ -264,7 +264,7 @@ def load_benchmark(name: str, *, path_or_id: str | None = None, revision: str | 
                                            or prompts_per_config < 0):
         raise ValueError(f"prompts_per_config must be a non-negative int, got {prompts_per_config!r}")
     if spec["loader"] == "heldout":
-        df, rev = _load_heldout(spec, prompts_df, prompts_per_config, seed), "data/prompts.parquet"
+        df, rev = _load_heldout(spec, prompts_df, prompts_per_config, seed), paths.PROMPTS
     else:
         source = str(path_or_id or spec["hub_id"])
         revision = revision or spec.get("revision")

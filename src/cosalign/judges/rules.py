@@ -38,13 +38,14 @@ from pathlib import Path
 import numpy as np
 
 from cosalign.cosa import error_score, taxonomy
+from cosalign.core import paths
 from cosalign.core.io import InputError
 from cosalign.judges import classifier
 from cosalign.judges.base import (BaseJudge, ConfigVerdict, PromptVerdict, ResponseVerdict,
                                   default_cache_dir)
 
 RULES_VERSION = "rules-v1"
-DEFAULT_SEED = "data/seed/prompts.jsonl"
+DEFAULT_SEED = paths.SEED_PROMPTS
 
 REFUSAL_PATTERNS = [
     r"\bI(?: really)? (?:can ?not|can't|won't|will not|am not able to|'m not able to|"
