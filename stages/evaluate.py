@@ -1,47 +1,17 @@
 """Stage evaluate@MODEL: answer every benchmark item with one model, judge, write reports/eval/MODEL.parquet.
 
-Reads params.yaml `evaluate`: models.<MODEL> (checkpoint, optional fewshot file and cascade),
-benchmarks (name -> optional path_or_id, revision, prompts_per_config), prompts_per_config,
-seed, prompts (data/prompts.parquet), judge, generation. See cosalign.evaluation.evaluate.
+Reads params.yaml `evaluate` (cosalign.evaluation.evaluate.EvaluateParams): models.<MODEL>
+(checkpoint, optional fewshot file and cascade), benchmarks, prompts_per_config, seed, prompts,
+judge, generation. The sequence itself is cosalign.evaluation.evaluate.run_evaluation, which
+`cosalign eval` runs too.
 """
 
 import argparse
 import json
-from pathlib import Path
-
-import pandas as pd
 
 from cosalign.core import paths
-from cosalign.evaluation import benchmarks as B
-from cosalign.evaluation import evaluate
-from cosalign.cosa import cosa_score, schemas
-from cosalign.models.generation import GenerationSettings
-from cosalign.core.io import InputError, read_parquet, write_parquet
-from cosalign.judges.base import make_judge
-from cosalign.core.params import PARAMS_FILE, section
-
-
-def load_items(p: dict) -> pd.DataFrame:
-    """Every configured benchmark's items, concatenated in the order params lists them."""
-    benches = p.get("benchmarks") or {}
-    if not benches:
-        raise InputError(PARAMS_FILE, "no benchmarks configured", field="evaluate.benchmarks")
-    prompts = None
-    frames = []
-    for name, opts in benches.items():
-        opts = opts or {}
-        if B.load_spec(name)["loader"] == "heldout" and prompts is None:
-            prompts = read_parquet(p.get("prompts", paths.PROMPTS))
-        frames.append(B.load_benchmark(
-            name, path_or_id=opts.get("path_or_id"), revision=opts.get("revision"),
-            prompts_per_config=opts.get("prompts_per_config", p["prompts_per_config"]),
-            seed=p["seed"], prompts_df=prompts))
-    return pd.concat(frames, ignore_index=True)
-
-
-def settings_from(g: dict, seed: int) -> GenerationSettings:
-    return GenerationSettings(max_new_tokens=g["max_new_tokens"], temperature=g["temperature"],
-                              top_p=g.get("top_p", 1.0), batch_size=g["batch_size"], seed=seed)
+from cosalign.core.stage import run_stage, stage_params
+from cosalign.evaluation.evaluate import EvaluateParams, run_evaluation
 
 
 def main() -> None:
@@ -49,25 +19,13 @@ def main() -> None:
     ap.add_argument("--model", required=True, help="a key of evaluate.models in params.yaml")
     ap.add_argument("--out", default=None, help="default: reports/eval/MODEL.parquet")
     args = ap.parse_args()
-    p = section("evaluate")
-    models = p.get("models") or {}
-    if args.model not in models:
-        raise SystemExit(f"params.yaml: evaluate.models has no {args.model!r} (known: {list(models)})")
-    spec = models[args.model] or {}
-    if "checkpoint" not in spec:
-        raise SystemExit(f"params.yaml: evaluate.models.{args.model}.checkpoint is missing")
-    items = load_items(p)
-    fewshot = evaluate.load_fewshot(spec["fewshot"]) if spec.get("fewshot") else None
-    g = p["generation"]
-    out = evaluate.evaluate_model(
-        args.model, spec["checkpoint"], items, make_judge(p["judge"]), settings_from(g, p["seed"]),
-        backend=g.get("backend", "transformers"), generator_options=g.get("options") or {},
-        fewshot=fewshot, cascade=spec.get("cascade"))
-    target = Path(args.out or paths.eval_items(args.model))
-    schemas.validate(out, "eval_items", target)
-    write_parquet(out, target)
-    print(json.dumps(cosa_score.aggregate(out), indent=1))
+    p = stage_params("evaluate", EvaluateParams)
+    _, metrics = run_evaluation(
+        args.model, p.model(args.model), p.benchmarks, judge=p.judge, generation=p.generation,
+        seed=p.seed, prompts_per_config=p.prompts_per_config, prompts_path=p.prompts,
+        out=args.out or paths.eval_items(args.model))
+    print(json.dumps(metrics, indent=1))
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

@@ -8,17 +8,17 @@ import sys
 
 from cosalign.core.io import iter_parquet
 from cosalign.core import paths
-from cosalign.data.judging import RESPONSE_COLUMNS, ResponseJudging, read_prompt_texts
-from cosalign.core.stage import run_stage, stage_params, taken_from_registry
+from cosalign.core.stage import run_stage, stage_params
+from cosalign.data.judging import RESPONSE_COLUMNS, JudgmentsParams, ResponseJudging, read_prompt_texts
 from cosalign.cosa.schemas import write_dataset
 
 
 def main() -> None:
-    p = stage_params("judgments")
-    if taken_from_registry(p, "judgments"):
+    p = stage_params("judgments", JudgmentsParams, artifact="judgments")
+    if p is None:  # pulled from the Hub
         return
-    run = ResponseJudging(lambda: iter_parquet(paths.RESPONSES, p["work_batch_size"], columns=RESPONSE_COLUMNS),
-                          read_prompt_texts(paths.PROMPTS, p["work_batch_size"]), p["judge"], p["work_batch_size"])
+    run = ResponseJudging(lambda: iter_parquet(paths.RESPONSES, p.work_batch_size, columns=RESPONSE_COLUMNS),
+                          read_prompt_texts(paths.PROMPTS, p.work_batch_size), p.judge, p.work_batch_size)
     write_dataset(run, "judgments", paths.JUDGMENTS)
     print(run.summary())
     if run.transport_warning():

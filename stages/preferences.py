@@ -10,8 +10,8 @@ from collections import Counter
 
 from cosalign.core import paths
 from cosalign.cosa import schemas
-from cosalign.data.preferences import PairInputs, iter_pairs, sample_pairs
-from cosalign.core.stage import run_stage, stage_params, taken_from_registry
+from cosalign.core.stage import run_stage, stage_params
+from cosalign.data.preferences import PairInputs, PreferencesParams, iter_pairs, sample_pairs
 
 
 def _tally(chunks, modes: Counter):
@@ -22,14 +22,14 @@ def _tally(chunks, modes: Counter):
 
 
 def main() -> None:
-    p = stage_params("preferences")
-    if taken_from_registry(p, "preferences"):
+    p = stage_params("preferences", PreferencesParams, artifact="preferences")
+    if p is None:  # pulled from the Hub
         return
     inputs = PairInputs(configs=paths.CONFIGS, responses=paths.RESPONSES, judgments=paths.JUDGMENTS,
                         prompts=paths.PROMPTS, labels=paths.PROMPT_LABELS)
-    chunks = iter_pairs(inputs, seed=p["seed"], max_pairs_per_config=p.get("max_pairs_per_config"))
-    if p.get("max_pairs"):  # null or 0: every pair
-        chunks = [sample_pairs(chunks, max_pairs=p["max_pairs"], seed=p["seed"])]
+    chunks = iter_pairs(inputs, seed=p.seed, max_pairs_per_config=p.max_pairs_per_config)
+    if p.max_pairs:  # null or 0: every pair
+        chunks = [sample_pairs(chunks, max_pairs=p.max_pairs, seed=p.seed)]
     modes = Counter()
     rows = schemas.write_dataset(_tally(chunks, modes), "preferences", paths.PREFERENCES)
     print(f"preferences: {rows} pairs; modes {dict(modes.most_common())}")

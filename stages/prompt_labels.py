@@ -3,15 +3,14 @@ and its agreement with the gold labels on the test split -> reports/prompt_label
 
 from cosalign.core import paths
 from cosalign.core.io import read_parquet, write_json, write_parquet
-from cosalign.data.judging import agreement, label_prompts
-from cosalign.core.stage import run_stage, stage_params, taken_from_registry
+from cosalign.core.stage import run_stage, stage_params
+from cosalign.data.judging import PromptLabelsParams, agreement, label_prompts
 
 
 def main() -> None:
-    p = stage_params("prompt_labels")
-    if not taken_from_registry(p, "prompt_labels"):
-        write_parquet(label_prompts(read_parquet(paths.PROMPTS), p["judge"]),
-                      paths.PROMPT_LABELS)
+    p = stage_params("prompt_labels", PromptLabelsParams, artifact="prompt_labels")
+    if p is not None:  # None: pulled from the Hub; the agreement report is computed either way
+        write_parquet(label_prompts(read_parquet(paths.PROMPTS), p.judge), paths.PROMPT_LABELS)
     report = agreement(read_parquet(paths.PROMPT_LABELS), split="test")
     write_json(report, paths.PROMPT_LABELS_METRICS)
     print(f"prompt_labels: exact-set match with gold on the test split: {report.get('exact_set_match')}")

@@ -2,13 +2,13 @@
 
 from cosalign.core import paths
 from cosalign.core.io import write_parquet
-from cosalign.core.stage import run_stage, stage_params, taken_from_registry
-from cosalign.data.prompts import build_prompts
+from cosalign.core.stage import run_stage, stage_params
+from cosalign.data.prompts import PromptsParams, build_prompts
 
 
 def main() -> None:
-    p = stage_params("prompts")
-    if taken_from_registry(p, "prompts"):
+    p = stage_params("prompts", PromptsParams, artifact="prompts")
+    if p is None:  # pulled from the Hub
         return
     df = build_prompts(p)
     write_parquet(df, paths.PROMPTS)

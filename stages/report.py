@@ -6,7 +6,8 @@ import json
 
 from cosalign.core import paths
 from cosalign.core.params import section
-from cosalign.evaluation.report import run_report
+from cosalign.core.stage import run_stage, stage_params
+from cosalign.evaluation.report import ReportParams, run_report
 
 
 def main() -> None:
@@ -17,15 +18,15 @@ def main() -> None:
     ap.add_argument("--report-out", default=paths.REPORT)
     ap.add_argument("--plots-dir", default=paths.PLOTS_DIR)
     args = ap.parse_args()
+    # Only the model names: the report does not depend on how each model was evaluated (dvc.yaml
+    # lists evaluate.models as its param), and files of models dropped from params may linger.
     models = list(section("evaluate").get("models") or {})
-    r = section("report")
-    # Only the configured models: files of models dropped from params may linger in eval-dir.
+    r = stage_params("report", ReportParams)
     metrics = run_report([f"{args.eval_dir}/{m}.parquet" for m in models],
                          items_out=args.items_out, metrics_out=args.metrics_out,
-                         report_out=args.report_out, plots_dir=args.plots_dir,
-                         pngs=bool(r.get("png", True)))
+                         report_out=args.report_out, plots_dir=args.plots_dir, pngs=r.png)
     print(json.dumps({m: {k: g["cosa_score"] for k, g in v.items()} for m, v in metrics.items()}))
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

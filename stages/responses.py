@@ -2,13 +2,13 @@
 
 from cosalign.core import paths
 from cosalign.core.io import read_parquet, write_parquet
-from cosalign.core.stage import run_stage, stage_params, taken_from_registry
-from cosalign.data.responses import generate_responses
+from cosalign.core.stage import run_stage, stage_params
+from cosalign.data.responses import ResponsesParams, generate_responses
 
 
 def main() -> None:
-    p = stage_params("responses")
-    if taken_from_registry(p, "responses"):
+    p = stage_params("responses", ResponsesParams, artifact="responses")
+    if p is None:  # pulled from the Hub
         return
     df = generate_responses(read_parquet(paths.PROMPTS), read_parquet(paths.CONFIGS),
                             p, paths.BASE_MODEL)

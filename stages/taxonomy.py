@@ -2,14 +2,14 @@
 
 from cosalign.core import paths
 from cosalign.core.io import read_parquet, write_json
-from cosalign.core.stage import run_stage, stage_params, taken_from_registry
+from cosalign.core.stage import run_stage, stage_params
 from cosalign.cosa.schemas import validate_taxonomy
-from cosalign.data.taxonomy import derive_taxonomy
+from cosalign.data.taxonomy import TaxonomyParams, derive_taxonomy
 
 
 def main() -> None:
-    p = stage_params("taxonomy")
-    if taken_from_registry(p, "taxonomy"):
+    p = stage_params("taxonomy", TaxonomyParams, artifact="taxonomy")
+    if p is None:  # pulled from the Hub
         return
     result = validate_taxonomy(derive_taxonomy(read_parquet(paths.PROMPTS, columns=["prompt"]), p), paths.TAXONOMY)
     write_json(result, paths.TAXONOMY)

@@ -1,7 +1,8 @@
 """`cosalign eval`: CoSA-Score of any chat model (local path or Hub id) on one benchmark.
 
-Runs the pipeline's evaluation (cosalign.evaluation.evaluate) outside DVC: load the benchmark, generate,
-judge, print the metrics (a table, or JSON with --json), and optionally write the judged items.
+Runs the evaluate stage's sequence (cosalign.evaluation.evaluate.run_evaluation) outside DVC: load
+the benchmark, generate, judge, print the metrics (a table, or JSON with --json), and optionally
+write the judged items.
 """
 
 from __future__ import annotations
@@ -67,29 +68,16 @@ def metrics_table(metrics: dict) -> str:
 
 
 def run(args) -> int:
-    from cosalign.evaluation import benchmarks, evaluate
-    from cosalign.cosa import cosa_score, schemas
-    from cosalign.models.generation import GenerationSettings
-    from cosalign.core.io import read_parquet, write_parquet
-    from cosalign.judges.base import make_judge
+    from cosalign.evaluation.evaluate import BenchmarkEntry, GenerationParams, ModelEntry, run_evaluation
 
-    spec = benchmarks.load_spec(args.benchmark)
-    prompts = read_parquet(args.prompts) if spec["loader"] == "heldout" else None
-    items = benchmarks.load_benchmark(
-        args.benchmark, path_or_id=args.benchmark_path, revision=args.revision,
-        prompts_per_config=args.prompts_per_config, seed=args.seed, prompts_df=prompts,
-        config_ids=args.config_id)
-    settings = GenerationSettings(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-                                  top_p=1.0, batch_size=args.batch_size, seed=args.seed)
-    fewshot = evaluate.load_fewshot(args.fewshot) if args.fewshot else None
-    options = {"revision": args.model_revision} if args.model_revision else {}
-    out = evaluate.evaluate_model(
-        args.name or args.model, args.model, items, make_judge(_judge_params(args.judge, args.judge_option)),
-        settings, backend=args.backend, generator_options=options, fewshot=fewshot,
-        cascade=args.cascade)
-    schemas.validate(out, "eval_items", args.out or "<eval items>")
-    if args.out:
-        write_parquet(out, args.out)
-    result = cosa_score.aggregate(out)
+    model = ModelEntry(checkpoint=args.model, fewshot=args.fewshot, cascade=args.cascade)
+    benchmark = {args.benchmark: BenchmarkEntry(path_or_id=args.benchmark_path, revision=args.revision)}
+    generation = GenerationParams(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                                  batch_size=args.batch_size, top_p=1.0, backend=args.backend,
+                                  options={"revision": args.model_revision} if args.model_revision else {})
+    _, result = run_evaluation(
+        args.name or args.model, model, benchmark, judge=_judge_params(args.judge, args.judge_option),
+        generation=generation, seed=args.seed, prompts_per_config=args.prompts_per_config,
+        prompts_path=args.prompts, config_ids=args.config_id, out=args.out)
     print(json.dumps(result, indent=2) if args.json else metrics_table(result), file=sys.stdout)
     return 0

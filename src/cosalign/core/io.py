@@ -31,6 +31,14 @@ class InputError(ValueError):
         self.path, self.row, self.field = str(path), row, field
 
 
+class JudgeError(RuntimeError):
+    """A judge cannot run at all (budget exceeded, missing key, bad endpoint); nothing was scored.
+
+    Defined beside InputError because the stage runner (core.stage) reports both as one line, and
+    importing the judges there would make every stage depend on every judge backend.
+    """
+
+
 # mkstemp creates files readable by their owner only; artifacts get the usual umask-based mode.
 _UMASK = os.umask(0)
 os.umask(_UMASK)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import types
+import typing
 from pathlib import Path
 
 import yaml
@@ -48,3 +51,59 @@ def require(params: dict, key: str, kind, *, section_name: str, path=PARAMS_FILE
         raise InputError(path, f"expected {expected}, got {type(value).__name__} {value!r}",
                          field=f"{section_name}.{key}")
     return value
+
+
+# --- params sections as dataclasses -----------------------------------------------------------------
+# Every stage reads its section into a frozen dataclass (TRL's config style): fields typed and
+# documented where the stage's logic lives, built by `from_section`, which fails on an unknown key,
+# a missing required key or a wrong type, naming `section.key`; range checks live in the class's
+# __post_init__ and raise `bad(...)`. Nested dataclass fields are groups (`sft.optim.learning_rate`).
+
+def bad(key: str, message: str, path=PARAMS_FILE) -> InputError:
+    """The error a params check raises: `params.yaml, field 'KEY': MESSAGE`."""
+    return InputError(path, message, field=key)
+
+
+def from_section(cls, mapping, prefix: str, *, path=PARAMS_FILE, skip=(), **fixed):
+    """Build dataclass `cls` from a params mapping, `prefix` naming it in errors (`sft.optim`)."""
+    if not isinstance(mapping, dict):
+        raise bad(prefix, f"expected dict, got {type(mapping).__name__} {mapping!r}", path)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    known = set(fields) - set(skip) - set(fixed)
+    unknown = sorted(set(mapping) - known)
+    if unknown:
+        raise bad(f"{prefix}.{unknown[0]}", f"unknown key(s) {unknown}; known: {sorted(known)}", path)
+    hints = typing.get_type_hints(cls)
+    values = dict(fixed)
+    for name in sorted(known, key=list(fields).index):
+        f = fields[name]
+        if name not in mapping:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise bad(f"{prefix}.{name}", "missing value", path)
+            continue
+        kind, value = hints[name], mapping[name]
+        group = next((a for a in typing.get_args(kind) or (kind,) if dataclasses.is_dataclass(a)), None)
+        if group is not None and value is not None:
+            values[name] = from_section(group, value, f"{prefix}.{name}", path=path)
+        else:
+            values[name] = check_type(value, kind, f"{prefix}.{name}", path)
+    return cls(**values)
+
+
+def check_type(value, kind, key: str, path=PARAMS_FILE):
+    """`value` as annotation `kind` allows (ints pass as floats; bools never pass as numbers)."""
+    options = typing.get_args(kind) if typing.get_origin(kind) in (typing.Union, types.UnionType) else (kind,)
+    for opt in options:
+        opt = typing.get_origin(opt) or opt
+        if opt is type(None) and value is None:
+            return None
+        if opt is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if opt is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if opt in (str, bool, list, dict) and isinstance(value, opt):
+            return value
+    names = " or ".join(getattr(typing.get_origin(o) or o, "__name__", str(o)) for o in options)
+    names = names.replace("float", "int or float") if "int" not in names else names
+    hint = " (YAML reads 5e-7 as a string: write 5.0e-7)" if isinstance(value, str) and float in options else ""
+    raise bad(key, f"expected {names}, got {type(value).__name__} {value!r}{hint}", path)

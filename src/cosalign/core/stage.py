@@ -1,77 +1,40 @@
-"""What every data stage script shares: its params section, and the `source` switch.
+"""What every stage script shares: its checked params, the `source` switch, and the runner.
 
-`source: pipeline` computes the artifact; `source: NS/NAME@REV` takes the published artifact at
-that pinned revision from the Hub, verified against its card's hashes and its schema.
+A stage script's body is `run_stage(main)`; `main()` reads its section with `stage_params(name,
+ParamsClass)` (a dataclass beside the stage's library function, checked before any work) and calls
+that function. `source: pipeline` computes the artifact; `source: NS/NAME@REV` takes the published
+artifact at that pinned revision from the Hub, verified against its card's hashes and its schema.
 """
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from typing import TypeVar
 
 from cosalign.core import paths
-from cosalign.core.io import InputError
-from cosalign.core.params import PARAMS_FILE, require, section
+from cosalign.core.io import InputError, JudgeError
+from cosalign.core.params import PARAMS_FILE, from_section, section
 
-_NUMBER = (int, float)
-# What each computing stage reads from its section, and the type it must have: a missing key or
-# a wrong type fails up front with the key's name, before any work (or DVC output) is touched.
-REQUIRED: dict[str, dict[str, type | tuple]] = {
-    "prompts": {"sources": list, "seed": int, "test_fraction": _NUMBER},
-    "taxonomy": {"seed": int},
-    "prompt_labels": {"judge": dict},
-    "configs": {"seed": int, "modes": list, "configs_per_mode": int},
-    "responses": {"backend": str, "model_name": str, "seed": int, "samples": int,
-                  "max_new_tokens": int, "temperature": _NUMBER, "top_p": _NUMBER,
-                  "batch_size": int, "work_batch_size": int},
-    "judgments": {"judge": dict, "work_batch_size": int},
-    "preferences": {"seed": int},
-}
-POSITIVE = ("samples", "max_new_tokens", "batch_size", "work_batch_size", "configs_per_mode")
+T = TypeVar("T")
 
 
-def check_section(name: str, p: dict, path=PARAMS_FILE) -> dict:
-    """Fail with InputError naming `name.key` when a required value is missing, mistyped or out of range."""
-    for key, kind in REQUIRED.get(name, {}).items():
-        value = require(p, key, kind, section_name=name, path=path)
-        if key in POSITIVE and value < 1:
-            raise InputError(path, f"must be at least 1, got {value!r}", field=f"{name}.{key}")
-        if key == "test_fraction" and not 0 <= value < 1:
-            raise InputError(path, f"must be in [0, 1), got {value!r}", field=f"{name}.{key}")
-    if "judge" in REQUIRED.get(name, {}):
-        check_judge(p["judge"], f"{name}.judge", path)
-    return p
-
-
-def check_judge(judge: dict, where: str, path=PARAMS_FILE) -> None:
-    """The judge's name and options, checked before any input is read (make_judge would fail later)."""
-    import inspect
-
-    from cosalign.judges.base import BACKENDS, backend_class
-
-    if judge.get("name") not in BACKENDS:
-        raise InputError(path, f"unknown judge {judge.get('name')!r} (one of {sorted(BACKENDS)})",
-                         field=f"{where}.name")
-    accepted = [a for a in inspect.signature(backend_class(judge["name"]).__init__).parameters if a != "self"]
-    unknown = sorted(set(judge) - {"name"} - set(accepted))
-    if unknown:
-        raise InputError(path, f"unknown option(s) {unknown}; accepted: {accepted}", field=where)
-
-
-def stage_params(name: str) -> dict:
-    """A stage's params section, checked (see REQUIRED) unless the artifact is pulled from the Hub."""
-    p = section(name)
-    if p.get("source", "pipeline") in (None, "pipeline"):
-        check_section(name, p)
-    return p
+def stage_params(name: str, cls: type[T], *, artifact: str | None = None, path=PARAMS_FILE) -> T | None:
+    """params.yaml section `name` as dataclass `cls` (its `from_dict(section, name)` when it has one),
+    failing with `params.yaml, field 'NAME.KEY': ...` before any work. With `artifact`, a section
+    whose `source` names a published artifact pulls it to its path instead and returns None."""
+    p = section(name, path)
+    if artifact is not None and taken_from_registry(p, artifact):
+        return None
+    if hasattr(cls, "from_dict"):
+        return cls.from_dict(p, name)
+    return from_section(cls, p, name, path=path)
 
 
 def run_stage(main: Callable[[], object]) -> None:
     """Run a stage script's main(): bad input ends with one `error: FILE, row R, field F: ...`
     line on stderr and exit status 2 instead of a traceback (the outputs were not touched, since
     every artifact is written atomically after its inputs were checked)."""
-    from cosalign.judges.base import JudgeError
-
     try:
         code = main()
     except (InputError, JudgeError) as exc:

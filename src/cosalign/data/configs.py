@@ -21,6 +21,7 @@ the prompts it streams (training_label_chunks, iter_configs).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -28,6 +29,7 @@ from tqdm import tqdm
 
 from cosalign.cosa import schemas, taxonomy
 from cosalign.core.io import InputError, ParquetCursor, read_parquet
+from cosalign.core.params import bad
 from cosalign.core.rng import derive_rng
 from cosalign.cosa.config_text import load_templates, render_config
 
@@ -39,6 +41,21 @@ CONFIG_COLUMNS = ["config_id", "prompt_id", "mode", "allowed_categories", "templ
 # Prompts per streamed chunk (~250 configs, ~600 preference pairs): small enough that a chunk costs
 # a few MiB, large enough that per-chunk overheads (validation, a row group each) stay small.
 CHUNK_PROMPTS = 64
+
+
+@dataclass(frozen=True)
+class ConfigsParams:
+    """params.yaml `configs:`, the configs stage (docs/method.md, "Synthetic categorical configs")."""
+    seed: int  # every draw's RNG derives from (seed, prompt_id, mode, k)
+    modes: list  # of MODES: exact_match, superset, safe, not_superset
+    configs_per_mode: int  # allowed sets drawn per prompt and mode
+    max_train_prompts: int | None = None  # seeded subset of training prompts that get configs; None = all
+    source: str = "pipeline"  # pipeline | NS/cosalign-configs@REV
+
+    def __post_init__(self):
+        for key in ('configs_per_mode',):
+            if getattr(self, key) < 1:
+                raise bad(f"configs.{key}", f"must be at least 1, got {getattr(self, key)!r}")
 
 
 def _random_subset(items: list[str], rng: np.random.Generator, min_size: int, max_size: int) -> list[str]:

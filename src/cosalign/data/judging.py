@@ -10,16 +10,42 @@ never answered) is written invalid but not checkpointed, so a re-run retries it.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 
 import pandas as pd
 
 from cosalign.core import paths
 from cosalign.cosa import schemas
 from cosalign.core.io import InputError, iter_parquet
-from cosalign.judges.base import make_judge
+from cosalign.core.params import bad
+from cosalign.judges.base import check_judge_params, make_judge
 from cosalign.core.workqueue import Fingerprint, Retry, iter_batches
 
 RESPONSE_COLUMNS = ["response_id", "prompt_id", "response"]  # what judging reads of the responses
+
+
+@dataclass(frozen=True)
+class PromptLabelsParams:
+    """params.yaml `prompt_labels:`, the prompt_labels stage."""
+    judge: dict  # {name: rules | openai | local, **options} (judges.base.make_judge)
+    source: str = "pipeline"  # pipeline | NS/cosalign-prompt-labels@REV
+
+    def __post_init__(self):
+        check_judge_params(self.judge, "prompt_labels.judge")
+
+
+@dataclass(frozen=True)
+class JudgmentsParams:
+    """params.yaml `judgments:`, the judgments stage."""
+    judge: dict  # {name: rules | openai | local, **options} (judges.base.make_judge)
+    work_batch_size: int  # responses per resumable checkpoint (core.workqueue)
+    source: str = "pipeline"  # pipeline | NS/cosalign-judgments@REV
+
+    def __post_init__(self):
+        check_judge_params(self.judge, "judgments.judge")
+        for key in ('work_batch_size',):
+            if getattr(self, key) < 1:
+                raise bad(f"judgments.{key}", f"must be at least 1, got {getattr(self, key)!r}")
 
 
 def label_prompts(prompts: pd.DataFrame, judge_params: dict) -> pd.DataFrame:

@@ -43,6 +43,15 @@ _POOL_COLUMNS = ("response_id", "prompt_id", "config_id", "response", "risk_cate
 _CONFIG_COLUMNS = ("config_id", "prompt_id", "mode", "allowed_categories", "system_prompt")
 
 
+@dataclass(frozen=True)
+class PreferencesParams:
+    """params.yaml `preferences:`, the preferences stage (docs/method.md, "Error score and pairs")."""
+    seed: int  # pair sampling and the seeded `max_pairs` subset
+    max_pairs_per_config: int | None = None  # cap per config; None = every pair
+    max_pairs: int | None = None  # seeded subset of all pairs (sample_pairs); None or 0 = every pair
+    source: str = "pipeline"  # pipeline | NS/cosalign-preferences@REV
+
+
 def collapse_categories(categories, training=taxonomy.SEEN) -> list[str]:
     """Map every category outside the training set to Other Harms; canonical order."""
     train = set(training)

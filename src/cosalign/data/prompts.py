@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -16,7 +17,7 @@ import pandas as pd
 from cosalign.core import paths
 from cosalign.cosa import schemas, taxonomy
 from cosalign.core.io import InputError, read_table
-from cosalign.core.params import require
+from cosalign.core.params import bad, require
 from cosalign.data.splits import split_of
 
 MAX_PROMPT_CHARS = 4000  # a prompt longer than this is a data error, not a request
@@ -134,9 +135,22 @@ def load_source(src: dict, *, params_path: str = "params.yaml", index: int = 0) 
     return df
 
 
-def build_prompts(p: dict, *, params_path: str = "params.yaml") -> pd.DataFrame:
+@dataclass(frozen=True)
+class PromptsParams:
+    """params.yaml `prompts:`, the prompts stage."""
+    sources: list  # concatenated in order; each {type: seed | file | hub, ...} (see load_source)
+    seed: int  # split seed: a prompt's split depends only on it and its prompt_id (splits.split_of)
+    test_fraction: float  # expected share of prompts in the test split, in [0, 1)
+    source: str = "pipeline"  # pipeline | NS/cosalign-prompts@REV (published artifact)
+
+    def __post_init__(self):
+        if not 0 <= self.test_fraction < 1:
+            raise bad("prompts.test_fraction", f"must be in [0, 1), got {self.test_fraction!r}")
+
+
+def build_prompts(p: PromptsParams, *, params_path: str = "params.yaml") -> pd.DataFrame:
     """Run the prompts stage from its params section; returns the validated frame."""
-    sources = p.get("sources")
+    sources = p.sources
     if not isinstance(sources, list) or not sources:
         raise InputError(params_path, "must be a non-empty list of sources", field="prompts.sources")
     df = pd.concat([load_source(s, params_path=params_path, index=i) for i, s in enumerate(sources)],
@@ -147,6 +161,6 @@ def build_prompts(p: dict, *, params_path: str = "params.yaml") -> pd.DataFrame:
         raise InputError(params_path, f"prompt_id {df.loc[dup, 'prompt_id'].iloc[0]!r} occurs in two sources",
                          field="prompts.sources")
     df = df.sort_values("prompt_id", kind="stable").reset_index(drop=True)
-    df["split"] = [split_of(i, p["seed"], p["test_fraction"]) for i in df["prompt_id"]]
+    df["split"] = [split_of(i, p.seed, p.test_fraction) for i in df["prompt_id"]]
     df = df[["prompt_id", "prompt", "source", "split", "gold_categories"]]
     return schemas.validate(df, "prompts", paths.PROMPTS)

@@ -12,9 +12,13 @@ strong model), so the default profile adds the refusal.
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass, field
+
 import pandas as pd
 
 from cosalign.core import paths
+from cosalign.core.params import bad
 from cosalign.cosa import schemas
 from cosalign.models.chat import messages
 from cosalign.models.generation import GenerationSettings, make_generator
@@ -54,18 +58,42 @@ def template_rows(prompts: pd.DataFrame, prompt_ids, kinds: list[str]) -> pd.Dat
     return pd.DataFrame(rows)
 
 
-def generate_responses(prompts: pd.DataFrame, configs: pd.DataFrame, p: dict, model_dir: str) -> pd.DataFrame:
+@dataclass(frozen=True)
+class ResponsesParams:
+    """params.yaml `responses:`, the responses stage (docs/method.md)."""
+    backend: str  # transformers | vllm (models.generation)
+    model_name: str  # recorded in the `generator` column
+    seed: int  # sampling seed
+    samples: int  # replies per (config, prompt)
+    max_new_tokens: int
+    temperature: float
+    top_p: float
+    batch_size: int  # sequences generated together
+    work_batch_size: int  # jobs per resumable checkpoint (core.workqueue)
+    generic_system_prompt: bool = True  # also one reply under a plain system prompt, as the paper does
+    template_responses: list = field(default_factory=list)  # templated replies per prompt (TEMPLATES)
+    backend_options: dict = field(default_factory=dict)  # generator options (dtype, vLLM engine args)
+    source: str = "pipeline"  # pipeline | NS/cosalign-responses@REV
+
+    def __post_init__(self):
+        for key in ('samples', 'max_new_tokens', 'batch_size', 'work_batch_size'):
+            if getattr(self, key) < 1:
+                raise bad(f"responses.{key}", f"must be at least 1, got {getattr(self, key)!r}")
+
+
+def generate_responses(prompts: pd.DataFrame, configs: pd.DataFrame, p: ResponsesParams,
+                       model_dir: str) -> pd.DataFrame:
     """Run the responses stage from its params section; returns the validated frame."""
-    jobs = response_jobs(prompts, configs, generic=p.get("generic_system_prompt", True))
-    settings = GenerationSettings(max_new_tokens=p["max_new_tokens"], temperature=p["temperature"],
-                                  top_p=p["top_p"], batch_size=p["batch_size"], seed=p["seed"])
-    n = p["samples"]
+    jobs = response_jobs(prompts, configs, generic=p.generic_system_prompt)
+    settings = GenerationSettings(max_new_tokens=p.max_new_tokens, temperature=p.temperature,
+                                  top_p=p.top_p, batch_size=p.batch_size, seed=p.seed)
+    n = p.samples
     generator = None
 
     def work(batch: pd.DataFrame) -> pd.DataFrame:
         nonlocal generator
         if generator is None:  # loaded lazily: a fully checkpointed re-run loads no model
-            generator = make_generator(p["backend"], model_dir, **p.get("backend_options", {}))
+            generator = make_generator(p.backend, model_dir, **p.backend_options)
         chats = [messages(s, q) for s, q in zip(batch["system_prompt"], batch["prompt"])]
         replies = generator.generate(chats, settings, n=n, progress=False)
         rows = []
@@ -73,14 +101,14 @@ def generate_responses(prompts: pd.DataFrame, configs: pd.DataFrame, p: dict, mo
             for sample, reply in enumerate(texts):
                 rows.append({"response_id": f"{job.config_id}-s{sample}", "prompt_id": job.prompt_id,
                              "config_id": job.config_id, "sample": sample, "response": reply,
-                             "generator": f"{p['backend']}:{p['model_name']}", "source": "model"})
+                             "generator": f"{p.backend}:{p.model_name}", "source": "model"})
         return pd.DataFrame(rows)
 
-    key = fingerprint(p, jobs.to_dict("records"), model_fingerprint(model_dir))
-    out = run_batches(jobs, work, stage="responses", key=key, batch_size=p["work_batch_size"],
+    key = fingerprint(dataclasses.asdict(p), jobs.to_dict("records"), model_fingerprint(model_dir))
+    out = run_batches(jobs, work, stage="responses", key=key, batch_size=p.work_batch_size,
                       desc="responses")
-    if p.get("template_responses"):
-        out = pd.concat([out, template_rows(prompts, jobs["prompt_id"], p["template_responses"])],
+    if p.template_responses:
+        out = pd.concat([out, template_rows(prompts, jobs["prompt_id"], p.template_responses)],
                         ignore_index=True)
     out = out.sort_values(["prompt_id", "config_id", "source", "sample"], kind="stable").reset_index(drop=True)
     return schemas.validate(out, "responses", paths.RESPONSES)

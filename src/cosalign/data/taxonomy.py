@@ -8,9 +8,12 @@ downstream is the 8 categories plus any that params explicitly add after that re
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 import pandas as pd
 
+from cosalign.core.params import bad
 from cosalign.cosa import taxonomy
 from cosalign.models.embedding import embed
 
@@ -53,18 +56,41 @@ def top_terms(texts: list[str], labels: np.ndarray, k: int = 6) -> dict[int, lis
     return out
 
 
-def derive_taxonomy(prompts: pd.DataFrame, p: dict) -> dict:
+@dataclass(frozen=True)
+class TaxonomyParams:
+    """params.yaml `taxonomy:`, the taxonomy stage (docs/method.md, "Risk taxonomy")."""
+    seed: int  # k-means and PCA seed
+    embedder: dict  # {name: minilm | sentence_transformers (+model) | openai (+base_url, model), batch_size}
+    method: str  # kmeans for a few hundred prompts; hdbscan (+reduce_dims) for thousands
+    n_clusters: int  # kmeans clusters
+    min_cluster_size: int  # hdbscan
+    match_threshold: float  # cosine to a category description needed to map a cluster to it
+    reduce_dims: int = 0  # dimensions kept before hdbscan; 0 = none
+    extra_categories: list = field(default_factory=list)  # categories added by hand after review
+    source: str = "pipeline"  # pipeline | NS/cosalign-taxonomy@REV
+
+    def __post_init__(self):
+        if self.method not in ("kmeans", "hdbscan"):
+            raise bad("taxonomy.method", f"must be kmeans or hdbscan, got {self.method!r}")
+        if "name" not in self.embedder:
+            raise bad("taxonomy.embedder.name", "missing value")
+        for key in ("n_clusters", "min_cluster_size"):
+            if getattr(self, key) < 1:
+                raise bad(f"taxonomy.{key}", f"must be at least 1, got {getattr(self, key)!r}")
+
+
+def derive_taxonomy(prompts: pd.DataFrame, p: TaxonomyParams) -> dict:
     """Build data/taxonomy.json from the prompts and the `taxonomy` params section."""
     texts = prompts["prompt"].tolist()
-    emb = p["embedder"]
+    emb = p.embedder
     vectors = embed(texts, name=emb["name"], model=emb.get("model"), batch_size=emb.get("batch_size", 64),
                     base_url=emb.get("base_url"), api_key_env=emb.get("api_key_env", "OPENAI_API_KEY"))
     names = [c.name for c in taxonomy.CATEGORIES]
     anchors = embed([f"{c.name}: {c.description}" for c in taxonomy.CATEGORIES], name=emb["name"],
                     model=emb.get("model"), base_url=emb.get("base_url"),
                     api_key_env=emb.get("api_key_env", "OPENAI_API_KEY"))
-    labels = cluster(vectors, method=p["method"], seed=p["seed"], n_clusters=p["n_clusters"],
-                     min_cluster_size=p["min_cluster_size"], reduce_dims=p.get("reduce_dims", 0))
+    labels = cluster(vectors, method=p.method, seed=p.seed, n_clusters=p.n_clusters,
+                     min_cluster_size=p.min_cluster_size, reduce_dims=p.reduce_dims)
     terms = top_terms(texts, labels)
     clusters, coverage, candidates = [], {n: 0 for n in names}, []
     for c in sorted(set(labels.tolist()) - {-1}):
@@ -78,7 +104,7 @@ def derive_taxonomy(prompts: pd.DataFrame, p: dict) -> dict:
         entry = {"cluster": int(c), "size": int(len(members)), "top_terms": terms.get(c, []),
                  "examples": [texts[i] for i in closest],
                  "nearest_category": names[best], "similarity": round(float(sims[best]), 4)}
-        if sims[best] >= p["match_threshold"]:
+        if sims[best] >= p.match_threshold:
             entry["category"] = names[best]
             coverage[names[best]] += int(len(members))
         else:
@@ -87,7 +113,7 @@ def derive_taxonomy(prompts: pd.DataFrame, p: dict) -> dict:
         clusters.append(entry)
     clusters.sort(key=lambda e: (-e["size"], e["cluster"]))
     categories = taxonomy.categories_as_dicts()
-    for extra in p.get("extra_categories") or []:  # added by hand after reviewing the clusters
+    for extra in p.extra_categories or []:  # added by hand after reviewing the clusters
         categories.append({"name": extra["name"], "description": extra["description"],
                            "seen": bool(extra.get("seen", False)), "allowable": True})
     n_noise = int((labels == -1).sum())
@@ -95,7 +121,7 @@ def derive_taxonomy(prompts: pd.DataFrame, p: dict) -> dict:
         "version": 1,
         "categories": categories,
         "derivation": {
-            "n_prompts": len(texts), "embedder": emb["name"], "method": p["method"],
+            "n_prompts": len(texts), "embedder": emb["name"], "method": p.method,
             "n_clusters": len(clusters), "noise_prompts": n_noise,
             "coverage": coverage,
             "mapped_share": round(sum(coverage.values()) / max(len(texts), 1), 4),

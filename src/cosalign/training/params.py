@@ -21,10 +21,10 @@ names the key (`sft.optim.learning_rate`), before any model is loaded.
 from __future__ import annotations
 
 import dataclasses
-import typing
 from dataclasses import dataclass, field
 
-from cosalign.core.io import InputError
+from cosalign.core.params import bad as params_error
+from cosalign.core.params import from_section
 
 DTYPES = ("float32", "bfloat16", "float16")
 
@@ -103,12 +103,14 @@ class TrainingParams:
         s, o = self.stage, self.optim
 
         def bad(key, msg):
-            raise InputError("params.yaml", msg, field=f"{s}.{key}")
+            raise params_error(f"{s}.{key}", msg)
 
         if s not in ("sft", "dpo"):
             raise ValueError(f"stage must be 'sft' or 'dpo', got {s!r}")
         if s == "sft" and self.loss is not None:
             bad("loss", "only the dpo section takes a loss group")
+        if s == "dpo" and self.loss is None:
+            object.__setattr__(self, "loss", DpoLossParams())
         if o.learning_rate <= 0:
             bad("optim.learning_rate", f"must be > 0, got {o.learning_rate!r}")
         for key in ("per_device_train_batch_size", "gradient_accumulation_steps"):
@@ -142,53 +144,7 @@ class TrainingParams:
     @classmethod
     def from_dict(cls, section: dict, stage: str) -> "TrainingParams":
         """Build from a params.yaml section; every unknown key or wrong type names `<stage>.<key>`."""
-        values = _fields_from(cls, section, stage, skip={"stage"})
-        if stage == "dpo" and "loss" not in values:
-            values["loss"] = DpoLossParams()
-        return cls(stage=stage, **values)
+        return from_section(cls, section, stage, stage=stage)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
-
-
-def _fields_from(cls, mapping, prefix: str, skip=()) -> dict:
-    if not isinstance(mapping, dict):
-        raise InputError("params.yaml", f"must be a mapping, got {type(mapping).__name__}", field=prefix)
-    hints = typing.get_type_hints(cls)
-    known = {f.name for f in dataclasses.fields(cls)} - set(skip)
-    unknown = sorted(set(mapping) - known)
-    if unknown:
-        raise InputError("params.yaml", f"unknown key(s) {unknown}; known: {sorted(known)}",
-                         field=f"{prefix}.{unknown[0]}")
-    out = {}
-    for name, value in mapping.items():
-        kind = hints[name]
-        group = next((a for a in typing.get_args(kind) or (kind,) if dataclasses.is_dataclass(a)), None)
-        if group is not None:
-            out[name] = group(**_fields_from(group, value, f"{prefix}.{name}"))
-        else:
-            out[name] = _check_type(value, kind, f"{prefix}.{name}")
-    return out
-
-
-def _check_type(value, kind, key):
-    """Accept `value` for the annotation `kind` (ints pass as floats; bools never pass as numbers)."""
-    options = typing.get_args(kind) if typing.get_origin(kind) in (typing.Union, _UnionType) else (kind,)
-    for opt in options:
-        opt = typing.get_origin(opt) or opt
-        if opt is type(None) and value is None:
-            return None
-        if opt is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if opt is int and isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if opt in (str, bool, list) and isinstance(value, opt):
-            return value
-    names = " or ".join(getattr(typing.get_origin(o) or o, "__name__", str(o)) for o in options)
-    hint = ""
-    if isinstance(value, str) and float in options:
-        hint = " (YAML reads 5e-7 as a string: write 5.0e-7)"
-    raise InputError("params.yaml", f"expected {names}, got {value!r}{hint}", field=key)
-
-
-_UnionType = type(int | None)
