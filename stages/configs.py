@@ -9,6 +9,7 @@ from collections import Counter
 from cosalign.core import paths
 from cosalign.cosa import schemas
 from cosalign.core.stage import run_stage, stage_params
+from cosalign.registry.source import pulled
 from cosalign.data.configs import ConfigsParams, iter_configs, training_label_chunks
 
 
@@ -21,9 +22,9 @@ def _tally(chunks, counts: dict):
 
 
 def main() -> None:
-    p = stage_params("configs", ConfigsParams, artifact="configs")
-    if p is None:  # pulled from the Hub
+    if pulled("configs"):  # source: NS/NAME@REV, the published artifact instead
         return
+    p = stage_params("configs", ConfigsParams)
     labels = training_label_chunks(paths.PROMPTS, paths.PROMPT_LABELS,
                                    max_prompts=p.max_train_prompts, seed=p.seed)
     chunks = iter_configs(labels, modes=p.modes, configs_per_mode=p.configs_per_mode, seed=p.seed)

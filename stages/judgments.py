@@ -9,14 +9,15 @@ import sys
 from cosalign.core.io import iter_parquet
 from cosalign.core import paths
 from cosalign.core.stage import run_stage, stage_params
+from cosalign.registry.source import pulled
 from cosalign.data.judging import RESPONSE_COLUMNS, JudgmentsParams, ResponseJudging, read_prompt_texts
 from cosalign.cosa.schemas import write_dataset
 
 
 def main() -> None:
-    p = stage_params("judgments", JudgmentsParams, artifact="judgments")
-    if p is None:  # pulled from the Hub
+    if pulled("judgments"):  # source: NS/NAME@REV, the published artifact instead
         return
+    p = stage_params("judgments", JudgmentsParams)
     run = ResponseJudging(lambda: iter_parquet(paths.RESPONSES, p.work_batch_size, columns=RESPONSE_COLUMNS),
                           read_prompt_texts(paths.PROMPTS, p.work_batch_size), p.judge, p.work_batch_size)
     write_dataset(run, "judgments", paths.JUDGMENTS)

@@ -11,6 +11,7 @@ from collections import Counter
 from cosalign.core import paths
 from cosalign.cosa import schemas
 from cosalign.core.stage import run_stage, stage_params
+from cosalign.registry.source import pulled
 from cosalign.data.preferences import PairInputs, PreferencesParams, iter_pairs, sample_pairs
 
 
@@ -22,9 +23,9 @@ def _tally(chunks, modes: Counter):
 
 
 def main() -> None:
-    p = stage_params("preferences", PreferencesParams, artifact="preferences")
-    if p is None:  # pulled from the Hub
+    if pulled("preferences"):  # source: NS/NAME@REV, the published artifact instead
         return
+    p = stage_params("preferences", PreferencesParams)
     inputs = PairInputs(configs=paths.CONFIGS, responses=paths.RESPONSES, judgments=paths.JUDGMENTS,
                         prompts=paths.PROMPTS, labels=paths.PROMPT_LABELS)
     chunks = iter_pairs(inputs, seed=p.seed, max_pairs_per_config=p.max_pairs_per_config)

@@ -3,13 +3,14 @@
 from cosalign.core import paths
 from cosalign.core.io import read_parquet, write_parquet
 from cosalign.core.stage import run_stage, stage_params
+from cosalign.registry.source import pulled
 from cosalign.data.responses import ResponsesParams, generate_responses
 
 
 def main() -> None:
-    p = stage_params("responses", ResponsesParams, artifact="responses")
-    if p is None:  # pulled from the Hub
+    if pulled("responses"):  # source: NS/NAME@REV, the published artifact instead
         return
+    p = stage_params("responses", ResponsesParams)
     df = generate_responses(read_parquet(paths.PROMPTS), read_parquet(paths.CONFIGS),
                             p, paths.BASE_MODEL)
     write_parquet(df, paths.RESPONSES)

@@ -3,14 +3,15 @@
 from cosalign.core import paths
 from cosalign.core.io import read_parquet, write_json
 from cosalign.core.stage import run_stage, stage_params
+from cosalign.registry.source import pulled
 from cosalign.cosa.schemas import validate_taxonomy
 from cosalign.data.taxonomy import TaxonomyParams, derive_taxonomy
 
 
 def main() -> None:
-    p = stage_params("taxonomy", TaxonomyParams, artifact="taxonomy")
-    if p is None:  # pulled from the Hub
+    if pulled("taxonomy"):  # source: NS/NAME@REV, the published artifact instead
         return
+    p = stage_params("taxonomy", TaxonomyParams)
     result = validate_taxonomy(derive_taxonomy(read_parquet(paths.PROMPTS, columns=["prompt"]), p), paths.TAXONOMY)
     write_json(result, paths.TAXONOMY)
     d = result["derivation"]

@@ -2,6 +2,7 @@
 
     python tests/dvc_deps.py            # print every stage's exact deps, as dvc.yaml lists them
     python tests/dvc_deps.py STAGE ...  # only these stages
+    python tests/dvc_deps.py --write    # rewrite the deps lists in dvc.yaml (nothing else changes)
 
 A stage uses:
 - code: stages/<stage>.py and every `cosalign` module it reaches, followed statically through
@@ -49,7 +50,7 @@ OPTION_DIRS = {("sft", "accelerate_config"): "configs/accelerate",
                ("dpo", "accelerate_config"): "configs/accelerate"}
 # Library modules that name a path-map entry, and why that is not an input they open by themselves.
 LIBRARY_PATH_USES = {
-    "cosalign.core.stage": "paths.ALL: where a stage's own artifact goes when pulled from the Hub",
+    "cosalign.registry.source": "paths.ALL: where a stage's own artifact goes when pulled from the Hub",
     "cosalign.core.workqueue": "WORK_ROOT: checkpoints outside DVC's outputs, not an input",
     "cosalign.data.judging": "labels in errors and validation; the stage passes the files it reads",
     "cosalign.data.prompts": "label in validation errors",
@@ -319,8 +320,30 @@ def _covered(inside: set[str], members: set[str]) -> bool:
     return all(f in members or any(f.startswith(m + "/") for m in members) for f in inside)
 
 
+def write_deps(text: str, deps: dict[str, list[str]]) -> str:
+    """dvc.yaml `text` with each named stage's `deps:` list replaced (comments elsewhere kept)."""
+    lines = text.splitlines(keepends=True)
+    out, stage, i = [], None, 0
+    while i < len(lines):
+        line = lines[i]
+        out.append(line)
+        if line.startswith("  ") and not line.startswith("   ") and line.rstrip().endswith(":"):
+            stage = line.strip()[:-1]
+        if line.strip() == "deps:" and stage in deps:
+            indent = line[:len(line) - len(line.lstrip())] + "  "
+            i += 1
+            while i < len(lines) and lines[i].startswith(indent + "- "):
+                i += 1
+            out += [f"{indent}- {d}\n" for d in deps[stage]]
+            continue
+        i += 1
+    return "".join(out)
+
+
 def main(argv: list[str]) -> int:
     sys.path.insert(0, str(SRC))
+    write = "--write" in argv
+    argv = [a for a in argv if a != "--write"]
     stages = dvc_stages()
     names = argv or list(stages)
     unknown = [n for n in names if n not in stages]
@@ -328,9 +351,15 @@ def main(argv: list[str]) -> int:
         print(f"error: no stage(s) {unknown} in dvc.yaml (have {list(stages)})", file=sys.stderr)
         return 2
     params = all_params()
+    deps = {name: exact_deps(name, stages[name], params) for name in names}
+    if write:
+        path = REPO / "dvc.yaml"
+        path.write_text(write_deps(path.read_text(), deps))
+        print(f"dvc.yaml: deps of {len(deps)} stage(s) rewritten")
+        return 0
     for name in names:
         print(f"  {name}:\n    deps:")
-        for dep in exact_deps(name, stages[name], params):
+        for dep in deps[name]:
             print(f"      - {dep}")
     return 0
 

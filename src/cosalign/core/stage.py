@@ -1,9 +1,9 @@
-"""What every stage script shares: its checked params, the `source` switch, and the runner.
+"""What every stage script shares: its checked params and the runner.
 
 A stage script's body is `run_stage(main)`; `main()` reads its section with `stage_params(name,
 ParamsClass)` (a dataclass beside the stage's library function, checked before any work) and calls
-that function. `source: pipeline` computes the artifact; `source: NS/NAME@REV` takes the published
-artifact at that pinned revision from the Hub, verified against its card's hashes and its schema.
+that function. A data stage first asks `registry.source.pulled(name)`: `source: NS/NAME@REV` takes
+the published artifact at that pinned revision from the Hub instead of computing it.
 """
 
 from __future__ import annotations
@@ -12,20 +12,16 @@ import sys
 from collections.abc import Callable
 from typing import TypeVar
 
-from cosalign.core import paths
 from cosalign.core.io import InputError, JudgeError
 from cosalign.core.params import PARAMS_FILE, from_section, section
 
 T = TypeVar("T")
 
 
-def stage_params(name: str, cls: type[T], *, artifact: str | None = None, path=PARAMS_FILE) -> T | None:
+def stage_params(name: str, cls: type[T], *, path=PARAMS_FILE) -> T:
     """params.yaml section `name` as dataclass `cls` (its `from_dict(section, name)` when it has one),
-    failing with `params.yaml, field 'NAME.KEY': ...` before any work. With `artifact`, a section
-    whose `source` names a published artifact pulls it to its path instead and returns None."""
+    failing with `params.yaml, field 'NAME.KEY': ...` before any work."""
     p = section(name, path)
-    if artifact is not None and taken_from_registry(p, artifact):
-        return None
     if hasattr(cls, "from_dict"):
         return cls.from_dict(p, name)
     return from_section(cls, p, name, path=path)
@@ -41,13 +37,3 @@ def run_stage(main: Callable[[], object]) -> None:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
     sys.exit(int(code or 0))
-
-
-def taken_from_registry(params: dict, artifact: str) -> bool:
-    """Pull the artifact instead of computing it when params name a published source."""
-    source = params.get("source", "pipeline")
-    if source in (None, "pipeline"):
-        return False
-    from cosalign.registry.source import resolve_source
-
-    return resolve_source(source, artifact, paths.ALL[artifact].path)

@@ -1,7 +1,6 @@
 """A data stage's `source` param: `pipeline` (compute it) or `NS/NAME@REV` (take it, verified).
 
-Stages call `resolve_source(p["source"], "<artifact>", out_path)` first and skip their work when
-it returns True. Since `source` is a DVC param of the stage, changing it re-runs the stage, and a
+Data stage scripts call `pulled("<artifact>")` first and skip their work when it returns True. Since `source` is a DVC param of the stage, changing it re-runs the stage, and a
 pinned commit sha makes the pulled output as reproducible as a computed one.
 """
 
@@ -11,8 +10,10 @@ import logging
 import re
 from pathlib import Path
 
-from cosalign.registry.pull import parse_ref, pull
+from cosalign.core import paths
 from cosalign.core.io import InputError
+from cosalign.core.params import PARAMS_FILE, section
+from cosalign.registry.pull import parse_ref, pull
 
 log = logging.getLogger(__name__)
 PIPELINE = "pipeline"
@@ -35,3 +36,12 @@ def resolve_source(source: str, artifact_name: str, out_path: str | Path, root: 
         out = out.relative_to(root.resolve())  # keep registry.lock paths relative
     pull(repo_id, revision, root, out_path=out, expect=artifact_name, api=api)
     return True
+
+
+def pulled(artifact: str, path=PARAMS_FILE) -> bool:
+    """When params.yaml section `artifact` has `source: NS/NAME@REV`, pull that published artifact
+    to its path (core.paths) and return True: the stage then skips its work (and its params checks)."""
+    source = section(artifact, path).get("source", PIPELINE)
+    if source in (None, PIPELINE):
+        return False
+    return resolve_source(source, artifact, paths.ALL[artifact].path)
