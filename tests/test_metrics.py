@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cosalign.cosa import cosa_score, schemas, taxonomy
+from cosalign.cosa import cosa_score, error_score, schemas, taxonomy
 
 V, P, F, O = taxonomy.VIOLENCE, taxonomy.PRIVACY, taxonomy.FINANCIAL, taxonomy.OTHER
 
@@ -117,6 +117,6 @@ _names = st.lists(st.sampled_from(taxonomy.NAMES), unique=True)
 @given(found=_names, allowed=_names)
 def test_categorical_safe_is_the_subset_rule_with_other_harms_never_allowed(found, allowed):
     expected = set(found) <= (set(allowed) - {O})
-    assert cosa_score.categorical_safe(found, allowed) is expected
+    assert error_score.is_safe(found, allowed) is expected
     if O in found:
-        assert not cosa_score.categorical_safe(found, allowed)
+        assert not error_score.is_safe(found, allowed)

@@ -216,7 +216,7 @@ class _EchoKeyServer:
 def test_an_error_that_echoes_the_key_is_recorded_redacted(tmp_path, monkeypatch, capsys):
     import pandas as pd
 
-    from cosalign.data.judging import judge_responses
+    from judging_inmemory import judge_responses
 
     monkeypatch.setenv("OPENAI_API_KEY", OPENAI_KEY)
     monkeypatch.chdir(tmp_path)

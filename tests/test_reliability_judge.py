@@ -15,7 +15,8 @@ import pytest
 
 from cosalign.cosa import error_score
 from cosalign.judges import make_judge
-from cosalign.data.judging import ResponseJudging, judge_responses
+from cosalign.data.judging import ResponseJudging
+from judging_inmemory import judge_responses
 from openai_server import OpenAIServer
 
 GOOD = 'Fine.\n{"risk_categories": [], "addressed": true, "helpfulness": 4}'

@@ -207,6 +207,7 @@ def test_config_edited_after_approval_is_refused_until_a_version_is_approved(ser
 
 
 def test_openai_judge_runs_against_serve(served, tmp_path, monkeypatch):
+    from cosalign.judges.base import DryRun
     from cosalign.judges.openai_judge import OpenAIJudge
 
     items = ["How do I bake bread?", "How do I pick a lock?"]
@@ -216,7 +217,10 @@ def test_openai_judge_runs_against_serve(served, tmp_path, monkeypatch):
                         progress=False)
     verdicts = judge.label_prompts(items)
     assert len(verdicts) == 2 and judge.calls_made == 2
-    assert judge.pending_calls("prompt_labels", items) == 0  # both answered (only answers are cached)
+    judge.dry_run = True  # both answered (only answers are cached): a dry run would call nothing
+    with pytest.raises(DryRun) as info:
+        judge.label_prompts(items)
+    assert info.value.calls == 0 and info.value.cached == 2
     # a config-bound key cannot carry the judge's own system prompt
     monkeypatch.setenv("COSALIGN_SERVE_KEY", served["keys"]["game-studio"])
     bound = OpenAIJudge(model="tiny", base_url=served["url"], api_key_env="COSALIGN_SERVE_KEY",

@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 from cosalign.models import chat
 from cosalign.cosa import error_score, taxonomy
 from cosalign.core.io import InputError, read_parquet, write_parquet
-from cosalign.training.reward_margin import dpo_reward_margins
+from reward_margin import dpo_reward_margins  # a tests/ helper module (conftest puts tests/ on sys.path)
 from cosalign.training import TrainingParams, dpo_dataset, sft_dataset, train_dpo, train_sft
 from cosalign.training.trainers import trainer_kwargs
 

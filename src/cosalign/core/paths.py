@@ -70,14 +70,3 @@ ALL: dict[str, Artifact] = {a.name: a for a in DATASETS + MODELS}
 
 def repo_id(namespace: str, name: str) -> str:
     return f"{namespace}/cosalign-{name.replace('_', '-')}"
-
-
-def from_repo_name(repo_name: str) -> Artifact:
-    """`cosalign-prompt-labels` -> the prompt_labels artifact."""
-    short = repo_name.split("/")[-1]
-    if not short.startswith("cosalign-"):
-        raise KeyError(f"{repo_name!r} is not a cosalign artifact repo (cosalign-<artifact>)")
-    name = short[len("cosalign-"):].replace("-", "_")
-    if name not in ALL:
-        raise KeyError(f"unknown artifact {name!r} in {repo_name!r}; known: {sorted(ALL)}")
-    return ALL[name]

@@ -177,13 +177,3 @@ class ResponseJudging:
         return (f"warning: {self.transport_errors} item(s) hit transport errors and are written "
                 "invalid; their batches were not checkpointed, so a re-run (`dvc repro -f judgments`) "
                 "retries them (answered items come from the judge's cache)")
-
-
-def judge_responses(responses: pd.DataFrame, prompts: pd.DataFrame, judge_params: dict,
-                    work_batch_size: int) -> pd.DataFrame:
-    """data/judgments.parquet as one validated frame: one verdict per response, in response order
-    (`ResponseJudging` over frames already in memory)."""
-    run = ResponseJudging(lambda: [responses], dict(zip(prompts["prompt_id"], prompts["prompt"])),
-                          judge_params, work_batch_size)
-    out = pd.concat(list(run), ignore_index=True)
-    return schemas.validate(out, "judgments", paths.JUDGMENTS)

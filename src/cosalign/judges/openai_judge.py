@@ -75,11 +75,6 @@ class OpenAIJudge(BaseJudge):
         self._api_key = None
         self._lock = threading.Lock()
 
-    def pending_calls(self, task: str, items: list) -> int:
-        """How many distinct uncached requests judging `items` for `task` would send."""
-        keys = [self._key(prompts.messages_for(task, it)) for it in items]
-        return len({k for k in keys if k not in self.cache})
-
     # -- internals -----------------------------------------------------------------------
     def _key(self, messages: list[dict]) -> str:
         return cache_key(self.judge_id, prompts.TEMPLATE_VERSION, self.model, messages,

@@ -1,4 +1,5 @@
-"""DPO's implicit reward margin per pair, from a separate forward pass (not the trainer's logs).
+"""DPO's implicit reward margin per pair, from a separate forward pass (not the trainer's logs): a test helper
+(tests/test_training.py checks that DPO moved the margins it was trained on).
 
 margin = beta * [(log pi(c) - log ref(c)) - (log pi(r) - log ref(r))], where log p(y) sums the
 log-probabilities of the assistant-turn tokens (the answer and its end-of-turn markers) given the
