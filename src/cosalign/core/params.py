@@ -1,4 +1,4 @@
-"""Reading `params.yaml` (one section per stage) as the stage scripts and the CLI see it."""
+"""Reading `params.yaml` (one section per stage) and building each section into its params dataclass."""
 
 from __future__ import annotations
 
