@@ -20,7 +20,7 @@ from hubserver.server import HubServer, client_env
 
 from cosalign.core import paths
 from cosalign.registry import cards
-from cosalign.registry.lineage import git_commit
+from cosalign.registry.lineage import card_metadata, git_commit
 from cosalign.registry.pull import parse_ref
 from cosalign.core.io import InputError
 
@@ -95,7 +95,7 @@ def test_pull_by_revision_is_byte_identical_and_locked(world):
     lock = yaml.safe_load((fresh / "registry.lock").read_text())["artifacts"]
     assert {k: v["commit"] for k, v in lock.items()} == {k: v[2] for k, v in revs.items()}
     assert lock["dpo"]["revision"].startswith("git-")
-    assert lock["preferences"]["files"] == cards.card_metadata(
+    assert lock["preferences"]["files"] == card_metadata(
         _card(hub, "preferences"))["cosalign"]["files"]
     assert (fresh / "models/sft/README.md").is_file()
     assert not list(fresh.glob(".cosalign-pull-*")), "scratch directories must be cleaned up"
@@ -144,7 +144,7 @@ def test_cards_render_schema_licence_lineage_metrics(world):
     assert git_sha
     lock = yaml.safe_load((project / "dvc.lock").read_text())["stages"]["preferences"]
     card = _card(hub, "preferences")
-    meta = cards.card_metadata(card)
+    meta = card_metadata(card)
     assert meta["configs"][0]["data_files"][0]["path"] == "preferences.parquet"
     assert meta["license"] == "cc-by-nc-4.0" and "ODC-BY" in card and "Apache-2.0" in card
     assert "| `chosen_error` | float64 | no | no | >= 0; < 3 |" in card
@@ -156,7 +156,7 @@ def test_cards_render_schema_licence_lineage_metrics(world):
         assert meta["cosalign"]["dependencies"][dep["path"]] == dep["md5"]
     assert "## Responsible use" in card and "permit" in card
     model = _card(hub, "dpo")
-    mmeta = cards.card_metadata(model)
+    mmeta = card_metadata(model)
     assert mmeta["base_model"] == f"{NS}/cosalign-sft"
     assert mmeta["datasets"] == [f"{NS}/cosalign-preferences"]
     metric = mmeta["model-index"][0]["results"][0]["metrics"][0]
@@ -200,7 +200,7 @@ def test_failed_upload_is_retried_and_never_half_published(world):
     stored = hub.files(repo_id, kind)
     local = (project / "data/preferences.parquet").read_bytes()
     assert hub.state.blob_path(stored["preferences.parquet"]["sha256"]).read_bytes() == local
-    meta = cards.card_metadata(hub.state.blob_path(stored["README.md"]["sha256"]).read_text())
+    meta = card_metadata(hub.state.blob_path(stored["README.md"]["sha256"]).read_text())
     recorded = meta["cosalign"]["files"]["preferences.parquet"]
     assert recorded == stored["preferences.parquet"]["sha256"]
     # for good: every commit attempt fails -> clear error, main and tags untouched

@@ -244,12 +244,3 @@ def model_card(artifact: Artifact, repo_id: str, files: list[dict], lin: dict,
         description=DESCRIPTIONS[artifact.name], base_model=base_model, datasets=datasets,
         example_config=example_config, params_table=params_md, metrics_table=metrics_md,
         licence_text=lic_text, lineage_md=lineage_markdown(lin), responsible_use=RESPONSIBLE_USE)
-
-
-def card_metadata(text: str) -> dict:
-    """The YAML front matter of a card ({} when it has none)."""
-    if not text.startswith("---"):
-        return {}
-    _, _, rest = text.partition("\n")
-    block, sep, _ = rest.partition("\n---")
-    return (yaml.safe_load(block) or {}) if sep else {}

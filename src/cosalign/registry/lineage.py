@@ -86,3 +86,13 @@ def git_blob_sha1(path: str | Path) -> str:
     """The git object id of a file's bytes (what the Hub reports for non-LFS files)."""
     data = Path(path).read_bytes()
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def card_metadata(text: str) -> dict:
+    """The YAML front matter of a card ({} when it has none): the hashes and lineage `publish`
+    wrote, read back by `pull` (which therefore needs no card templates)."""
+    if not text.startswith("---"):
+        return {}
+    _, _, rest = text.partition("\n")
+    block, sep, _ = rest.partition("\n---")
+    return (yaml.safe_load(block) or {}) if sep else {}

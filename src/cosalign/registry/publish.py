@@ -21,7 +21,7 @@ from cosalign import __version__
 from cosalign.core import paths
 from cosalign.core.paths import Artifact
 from cosalign.registry import cards
-from cosalign.registry.lineage import git_blob_sha1, lineage, sha256_file
+from cosalign.registry.lineage import card_metadata, git_blob_sha1, lineage, sha256_file
 from cosalign.core.io import InputError
 
 log = logging.getLogger(__name__)
@@ -189,7 +189,7 @@ def remote_matches(api, repo_id: str, repo_type: str, commit: str, tree: dict,
                                     endpoint=api.endpoint)).read_text(encoding="utf-8")
     except EntryNotFoundError:
         return False
-    return (cards.card_metadata(card).get("cosalign") or {}).get("content") == digest
+    return (card_metadata(card).get("cosalign") or {}).get("content") == digest
 
 
 def _commit_once(api, artifact: Artifact, repo_id: str, repo_type: str, files: list[dict],
@@ -230,7 +230,7 @@ def publish_artifact(api, artifact: Artifact, namespace: str, root: Path, *, tag
     repo_type = artifact.kind
     files = local_files(artifact, root)
     card = build_card(artifact, repo_id, files, root, namespace, metrics)
-    digest = cards.card_metadata(card)["cosalign"]["content"]
+    digest = card_metadata(card)["cosalign"]["content"]
     commit, changed = None, False
     try:
         for attempt in _retrying():

@@ -17,8 +17,7 @@ from pathlib import Path
 import yaml
 
 from cosalign.core import paths
-from cosalign.registry import cards
-from cosalign.registry.lineage import sha256_file
+from cosalign.registry.lineage import card_metadata, sha256_file
 from cosalign.core.io import InputError, write_text
 
 LOCK_FILE = "registry.lock"
@@ -123,7 +122,7 @@ def pull(repo_id: str, revision: str, root: str | Path = ".", *, out_path: str |
         snapshot_download(repo_id, repo_type=repo_type, revision=commit,
                           local_dir=scratch / "dl", endpoint=api.endpoint)
         card_path = scratch / "dl" / "README.md"
-        meta = cards.card_metadata(card_path.read_text("utf-8")) if card_path.is_file() else {}
+        meta = card_metadata(card_path.read_text("utf-8")) if card_path.is_file() else {}
         info = meta.get("cosalign") or {}
         name = info.get("artifact")
         if name not in paths.ALL:
