@@ -131,9 +131,9 @@ def all_params() -> list[dict]:
     """params.yaml and every profile's complete params (DVC reads params.yaml; a profile becomes it)."""
     out = [yaml.safe_load((REPO / "params.yaml").read_text())]
     try:
-        from cosalign import profiles  # profiles as overlays of profiles/base.yaml
+        from cosalign.core import profiles  # profiles as overlays of profiles/base.yaml
         out += [profiles.load(n, REPO) for n in profiles.names(REPO)]
-    except ImportError:
+    except ImportError:  # complete profiles
         out += [yaml.safe_load(p.read_text()) for p in sorted((REPO / "profiles").glob("*.yaml"))]
     return out
 
