@@ -9,7 +9,7 @@ import pytest
 from cosalign.data import configs
 from cosalign.cosa import schemas, taxonomy
 from cosalign.core.io import InputError
-from cosalign.core import rng
+from cosalign.core.rng import derive_rng
 from cosalign.cosa import config_text
 
 T = list(taxonomy.SEEN)
@@ -102,13 +102,13 @@ def test_sample_allowed_rejects_bad_input():
 
 
 def test_derive_rng_depends_on_seed_and_identity_only():
-    a = rng.derive_rng(7, "p1", "superset", 0).integers(1 << 30, size=4)
-    b = rng.derive_rng(7, "p1", "superset", 0).integers(1 << 30, size=4)
-    c = rng.derive_rng(7, "p1", "superset", 1).integers(1 << 30, size=4)
-    d = rng.derive_rng(8, "p1", "superset", 0).integers(1 << 30, size=4)
+    a = derive_rng(7, "p1", "superset", 0).integers(1 << 30, size=4)
+    b = derive_rng(7, "p1", "superset", 0).integers(1 << 30, size=4)
+    c = derive_rng(7, "p1", "superset", 1).integers(1 << 30, size=4)
+    d = derive_rng(8, "p1", "superset", 0).integers(1 << 30, size=4)
     assert (a == b).all() and not (a == c).all() and not (a == d).all()
     with pytest.raises(ValueError, match="non-negative"):
-        rng.derive_rng(-1, "x")
+        derive_rng(-1, "x")
 
 
 # --- templates -------------------------------------------------------------------------------
