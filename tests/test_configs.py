@@ -348,12 +348,13 @@ def test_configs_stage_streams_the_same_rows(tmp_path, monkeypatch, repo_root, m
 
     import yaml
 
+    from cosalign.core import profiles
     from cosalign.core.io import read_parquet
 
     prompts, labels = many_tables(300)
     (tmp_path / "data").mkdir()
     write_inputs(tmp_path / "data", prompts, labels)
-    params = yaml.safe_load((repo_root / "profiles" / "tiny.yaml").read_text())
+    params = profiles.load("tiny", root=repo_root)
     params["configs"]["max_train_prompts"] = max_train_prompts
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     monkeypatch.chdir(tmp_path)
