@@ -154,8 +154,9 @@ def test_params_protocol(tmp_path):
                                             ("paper", "paper")])
 def test_profiles_choose_their_protocol(repo_root, name, expected):
     assert params.protocol(repo_root / "profiles" / f"{name}.yaml") == expected
-    stage = yaml.safe_load((repo_root / "dvc.yaml").read_text())["stages"]["configs"]
-    assert "protocol" in stage["params"]
+    stages = yaml.safe_load((repo_root / "dvc.yaml").read_text())["stages"]
+    for stage in ("configs", "preferences"):  # the stages that read it re-run when it changes
+        assert "protocol" in stages[stage]["params"]
 
 
 def stage_dir(tmp_path, repo_root, protocol):

@@ -83,7 +83,8 @@ def _random_subset(items: list[str], rng: np.random.Generator, min_size: int, ma
     return [items[i] for i in rng.choice(len(items), size=size, replace=False)]
 
 
-def _check_protocol(protocol) -> None:
+def validate_protocol(protocol) -> None:
+    """ValueError naming `protocol` unless it is one of params.PROTOCOLS."""
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be one of {list(PROTOCOLS)}, got {protocol!r}")
 
@@ -91,7 +92,7 @@ def _check_protocol(protocol) -> None:
 def trains_under(prompt_categories, protocol: str) -> bool:
     """Whether a training prompt with this risk set gets configs: always under `cosalign`; under
     `paper` only when every category is seen (the authors' pairing skips the rest)."""
-    _check_protocol(protocol)
+    validate_protocol(protocol)
     return protocol == "cosalign" or set(prompt_categories) <= set(taxonomy.SEEN)
 
 
@@ -103,7 +104,7 @@ def sample_allowed(prompt_categories: list[str], mode: str, rng: np.random.Gener
     """
     if mode not in MODES:
         raise ValueError(f"unknown config mode {mode!r}; known: {list(MODES)}")
-    _check_protocol(protocol)
+    validate_protocol(protocol)
     prompt = set(taxonomy.canonical_order(prompt_categories))  # also rejects unknown names
     seen_risks = [c for c in taxonomy.SEEN if c in prompt]
     rest = [c for c in taxonomy.SEEN if c not in prompt]
@@ -302,7 +303,7 @@ def iter_configs(label_chunks, *, modes: list[str], configs_per_mode: int, seed:
     output does not depend on how the labels are chunked.
     """
     _check_sampling(modes, configs_per_mode)
-    _check_protocol(protocol)
+    validate_protocol(protocol)
     templates = templates if templates is not None else load_templates(template_kind)
     yielded = False
     with tqdm(desc="configs", unit="prompt", disable=None) as bar:  # silent when not a TTY
