@@ -8,6 +8,7 @@ from collections import Counter
 
 from cosalign.cosa import schemas
 from cosalign.data.configs import iter_configs, training_label_chunks
+from cosalign.core.params import protocol
 from cosalign.core.stage import run_stage, stage_params, taken_from_registry
 
 
@@ -23,12 +24,14 @@ def main() -> None:
     p = stage_params("configs")
     if taken_from_registry(p, "configs"):
         return
+    sampling = protocol()  # top-level: 'paper' samples as the authors' pairing code does
     labels = training_label_chunks("data/prompts.parquet", "data/prompt_labels.parquet",
                                    max_prompts=p.get("max_train_prompts"), seed=p["seed"])
-    chunks = iter_configs(labels, modes=p["modes"], configs_per_mode=p["configs_per_mode"], seed=p["seed"])
+    chunks = iter_configs(labels, modes=p["modes"], configs_per_mode=p["configs_per_mode"], seed=p["seed"],
+                          protocol=sampling)
     counts = {"modes": Counter(), "prompts": 0}
     rows = schemas.write_dataset(_tally(chunks, counts), "configs", "data/configs.parquet")
-    print(f"configs: {rows} for {counts['prompts']} training prompts; "
+    print(f"configs ({sampling} protocol): {rows} for {counts['prompts']} training prompts; "
           f"modes {dict(counts['modes'].most_common())}")
 
 

@@ -10,6 +10,7 @@ from collections import Counter
 
 from cosalign.cosa import schemas
 from cosalign.data.preferences import PairInputs, iter_pairs, sample_pairs
+from cosalign.core.params import protocol
 from cosalign.core.stage import run_stage, stage_params, taken_from_registry
 
 
@@ -24,12 +25,14 @@ def main() -> None:
     p = stage_params("preferences")
     if taken_from_registry(p, "preferences"):
         return
-    chunks = iter_pairs(PairInputs(), seed=p["seed"], max_pairs_per_config=p.get("max_pairs_per_config"))
+    grouping = protocol()  # top-level: 'paper' groups responses as the authors' pairing code does
+    chunks = iter_pairs(PairInputs(), seed=p["seed"], max_pairs_per_config=p.get("max_pairs_per_config"),
+                        protocol=grouping)
     if p.get("max_pairs"):  # null or 0: every pair
         chunks = [sample_pairs(chunks, max_pairs=p["max_pairs"], seed=p["seed"])]
     modes = Counter()
     rows = schemas.write_dataset(_tally(chunks, modes), "preferences", "data/preferences.parquet")
-    print(f"preferences: {rows} pairs; modes {dict(modes.most_common())}")
+    print(f"preferences ({grouping} protocol): {rows} pairs; modes {dict(modes.most_common())}")
 
 
 if __name__ == "__main__":
