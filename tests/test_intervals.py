@@ -214,3 +214,22 @@ def test_model_card_shows_intervals_and_keeps_the_point_value_in_model_index(ite
     assert "| b | seen | base | 5 |" in text and "Paired differences" in text
     _, plain = model_metrics("m", {"m": {"b/seen": {"cosa_score": 0.5, "n": 1}}}, "j")
     assert "0.500" in plain and "Paired" not in plain  # metrics without intervals still render
+
+
+def test_readme_block_renders_intervals_and_readings_and_matches_the_committed_metrics(items, repo_root):
+    from cosalign.evaluation import readme_results
+
+    metrics, _ = cosa_score.with_intervals(items.assign(benchmark="heldout"), seed=SEED, baseline="base")
+    text = readme_results.render(metrics)
+    g, vs = metrics["m"]["heldout/seen"], metrics["m"]["heldout/seen"]["vs_baseline"]
+    ci = g["ci"]["cosa_score"]
+    assert f"| m | {g['cosa_score']:.3f} [{ci['lo']:.3f}, {ci['hi']:.3f}] |" in text
+    line = next(x for x in text.splitlines() if x.startswith("- m - base, seen (5 pairs): "))
+    covers = vs["cosa_score"]["lo"] <= 0 <= vs["cosa_score"]["hi"]
+    assert ("CoSA-Score " in line) and (line.split(";")[0].endswith("no difference detected") == covers)
+    readme = (repo_root / "README.md").read_text(encoding="utf-8")
+    with pytest.raises(ValueError, match="expected-results"):
+        readme_results.block("no markers here")
+    # The committed README shows exactly what the committed metrics.json holds.
+    assert readme_results.updated(readme, json.loads((repo_root / "reports/metrics.json").read_text())) \
+        == readme, "README is stale: run python -m cosalign.evaluation.readme_results"

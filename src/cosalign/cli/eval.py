@@ -50,15 +50,20 @@ def _judge_params(name: str, options: list[str]) -> dict:
 
 
 def metrics_table(metrics: dict) -> str:
-    lines = [f"{'model':<20} {'benchmark/set':<24} {'CoSA':>7} {'help+safe':>10} "
-             f"{'help+unsafe':>12} {'valid':>7} {'n':>5}"]
+    lines = [f"{'model':<20} {'benchmark/set':<24} {'CoSA [95% interval]':>24} "
+             f"{'help+safe':>22} {'help+unsafe':>22} {'valid':>7} {'n':>5}"]
     for model, groups in metrics.items():
         for key, g in groups.items():
-            def f(v, pct=False):
-                return "n/a" if v is None else (f"{100 * v:.1f}%" if pct else f"{v:.3f}")
-            lines.append(f"{model:<20} {key:<24} {f(g['cosa_score']):>7} "
-                         f"{f(g['helpful_safe'], True):>10} {f(g['helpful_unsafe'], True):>12} "
-                         f"{f(g['valid_rate'], True):>7} {g['n']:>5}")
+            def f(k, pct=False):
+                def num(v):
+                    return f"{100 * v:.1f}%" if pct else f"{v:.3f}"
+                v, ci = g.get(k), (g.get("ci") or {}).get(k) or {}
+                if v is None:
+                    return "n/a"
+                return num(v) if ci.get("lo") is None else f"{num(v)} [{num(ci['lo'])}, {num(ci['hi'])}]"
+            lines.append(f"{model:<20} {key:<24} {f('cosa_score'):>24} "
+                         f"{f('helpful_safe', True):>22} {f('helpful_unsafe', True):>22} "
+                         f"{f('valid_rate', True):>7} {g['n']:>5}")
             if g["configs_without_valid_items"]:
                 lines.append(f"  left out (no valid item): {', '.join(g['configs_without_valid_items'])}")
     return "\n".join(lines)
@@ -88,6 +93,8 @@ def run(args) -> int:
     schemas.validate(out, "eval_items", args.out or "<eval items>")
     if args.out:
         write_parquet(out, args.out)
-    result = cosa_score.aggregate(out)
+    # Scores with their 95% intervals (seeded by --seed) and, for one model, no paired differences.
+    metrics, breakdown = cosa_score.with_intervals(out, seed=args.seed, baseline=None)
+    result = {m: {k: {**g, **breakdown[m][k]} for k, g in per.items()} for m, per in metrics.items()}
     print(json.dumps(result, indent=2) if args.json else metrics_table(result), file=sys.stdout)
     return 0

@@ -92,12 +92,12 @@ def _fmt(group: dict | None, key: str, pct: bool) -> str:
     return _with_interval(group.get(key), ci.get("lo"), ci.get("hi"), pct)
 
 
-def _cells(group):
+def score_cells(group):
     return [_fmt(group, "cosa_score", False), _fmt(group, "helpful_safe", True),
             _fmt(group, "helpful_unsafe", True)]
 
 
-def _sets(metrics: dict, bench: str) -> list[str]:
+def config_sets(metrics: dict, bench: str) -> list[str]:
     return sorted({key.split("/")[1] for g in metrics.values() for key in g
                    if key.split("/")[0] == bench}, key=SET_ORDER.index)
 
@@ -111,7 +111,7 @@ def benchmark_tables(metrics: dict, breakdown: dict | None = None) -> str:
     breakdown = breakdown or {}
     out = []
     for bench in _benchmarks(metrics):
-        sets = _sets(metrics, bench)
+        sets = config_sets(metrics, bench)
         head = ["model"] + [f"{s} {c}" for s in sets for c in ("CoSA", "help+safe", "help+unsafe")] \
             + ["valid rate", "items"]
         lines = [f"### {bench}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -121,7 +121,7 @@ def benchmark_tables(metrics: dict, breakdown: dict | None = None) -> str:
                 continue
             n = sum(g["n"] for g in groups if g)
             valid = sum(g["n_valid"] for g in groups if g)
-            cells = [c for g in groups for c in _cells(g)]
+            cells = [c for g in groups for c in score_cells(g)]
             lines.append("| " + " | ".join([model] + cells + [f"{100 * valid / n:.1f}%", str(n)]) + " |")
         left_out = [(m, k, c) for m in model_order(breakdown) for k, g in breakdown[m].items()
                     if k.startswith(bench + "/") for c in g["configs_without_valid_items"]]
@@ -159,7 +159,7 @@ def config_tables(per: pd.DataFrame) -> str:
     return "\n\n".join(out)
 
 
-def _diff_cell(d: dict, pct: bool) -> str:
+def diff_cell(d: dict, pct: bool) -> str:
     """"+0.008 [-0.071, 0.087]: no difference detected"; rates in percentage points."""
     if d.get("diff") is None:
         return "n/a (no paired items)"
@@ -177,12 +177,12 @@ def paired_tables(metrics: dict) -> str:
         lines = [f"### {bench}", "",
                  "| model | set | vs | pairs | CoSA | help+safe | help+unsafe |",
                  "|---|---|---|---|---|---|---|"]
-        for s in _sets(metrics, bench):
+        for s in config_sets(metrics, bench):
             for model in model_order(metrics):
                 vs = (metrics[model].get(f"{bench}/{s}") or {}).get("vs_baseline")
                 if not vs:
                     continue
-                cells = [_diff_cell(vs[k], k != "cosa_score") for k in M.SCORES]
+                cells = [diff_cell(vs[k], k != "cosa_score") for k in M.SCORES]
                 lines.append(f"| {model} | {s} | {vs['baseline']} | {vs['n_paired']} | "
                              + " | ".join(cells) + " |")
         if len(lines) > 4:
