@@ -233,3 +233,18 @@ def test_readme_block_renders_intervals_and_readings_and_matches_the_committed_m
     # The committed README shows exactly what the committed metrics.json holds.
     assert readme_results.updated(readme, json.loads((repo_root / "reports/metrics.json").read_text())) \
         == readme, "README is stale: run python -m cosalign.evaluation.readme_results"
+
+
+def test_per_config_table_marks_a_config_without_valid_items_na(items):
+    from cosalign.evaluation.report import config_tables
+
+    dead = _frame(pd.concat([items, _frame(_rows("m", {"c3": [(None, True), (None, False)]}))])
+                  .to_dict("records"))
+    per = cosa_score.per_config_intervals(dead, SEED)
+    row = per[(per["model"] == "m") & (per["config_id"] == "c3")].iloc[0]
+    assert row["n"] == 2 and row["n_valid"] == 0
+    md = config_tables(per)
+    assert f"| c3 | seen | {V} | m | 0/2 | n/a | n/a | n/a |" in md
+    one = per[(per["model"] == "base") & (per["config_id"] == "c1")].iloc[0]
+    assert one["cosa_score_lo"] <= one["cosa_score"] <= one["cosa_score_hi"]
+    assert one["cosa_score"] == round(sum(_score(h, s) for h, s in BASE["c1"]) / 4, 6)

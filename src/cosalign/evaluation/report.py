@@ -77,10 +77,10 @@ def _num(value, pct: bool) -> str:
 
 
 def _with_interval(value, lo, hi, pct: bool) -> str:
-    """"0.020 [-0.041, 0.083]" or "6.0% [2.0%, 11.0%]"; "n/a" without a value."""
-    if value is None:
+    """"0.020 [-0.041, 0.083]" or "6.0% [2.0%, 11.0%]"; "n/a" without a value (None or NaN)."""
+    if value is None or pd.isna(value):
         return "n/a"
-    if lo is None or hi is None:
+    if lo is None or hi is None or pd.isna(lo) or pd.isna(hi):
         return _num(value, pct)
     return f"{_num(value, pct)} [{_num(lo, pct)}, {_num(hi, pct)}]"
 
