@@ -274,19 +274,19 @@ def _write_taxonomy(root, **descriptions):
 def test_hash_covers_the_rendered_prompt_and_the_taxonomy_it_renders_with(reg, tmp_path, monkeypatch):
     cfg = _approved(reg)
     before = cfg.compute_hash()
-    assert sc.registry_taxonomy(reg) is taxonomy.PAPER  # no data/taxonomy.json beside the registry
-    assert cfg.taxonomy_fingerprint == taxonomy.PAPER.fingerprint()
     # same categories, same template id, another description for Violence (issue 13's params)
     new_tax = _write_taxonomy(tmp_path, **{taxonomy.VIOLENCE: "Anything at all, including weapons."})
-    assert sc.registry_taxonomy(reg).fingerprint() == new_tax.fingerprint()
     edited = sc.load(reg, "game-studio@1")
     assert "Anything at all, including weapons." in sc.system_prompt(edited)
     assert edited.compute_hash() != before and edited.state() == "modified-after-approval"
+    assert sc.registry_taxonomy(reg).fingerprint() == new_tax.fingerprint()
+    assert cfg.taxonomy_fingerprint == taxonomy.PAPER.fingerprint()
     assert "the taxonomy changed since the file was written" in sc.servable(edited)
     # a description of a category the config does not allow does not change what it says
     _write_taxonomy(tmp_path, **{taxonomy.PRIVACY: "Other words."})
     assert sc.load(reg, "game-studio@1").compute_hash() == before
     (tmp_path / "data" / "taxonomy.json").unlink()
+    assert sc.registry_taxonomy(reg) is taxonomy.PAPER  # no data/taxonomy.json beside the registry
     # the template's wording is content too, not only its id
     assert sc.load(reg, "game-studio@1").compute_hash() == before
     reworded = {tid: dict(t, text=t["text"] + "\nBe brief.") for tid, t in sc._templates().items()}
@@ -336,8 +336,8 @@ def test_keys_pin_the_content_they_were_issued_for(reg, tmp_path, capsys):
     cfg = _approved(reg, allowed=())
     keys_file = tmp_path / "keys.yaml"
     key = keys.add_key(keys_file, "game-studio@1", configs_dir=reg)
+    assert keys.load_keys(keys_file)[keys.hash_key(key)] == f"game-studio@1:{cfg.compute_hash()}"
     pinned = keys.load_bindings(keys_file)[keys.hash_key(key)]
-    assert pinned == keys.Binding("game-studio@1", cfg.compute_hash())
     new = _widen_by_hand(reg / "game-studio" / "v1.yaml", taxonomy.WEAPONS)
     widened = sc.load(reg, "game-studio@1")
     # the file alone now looks approved ...
@@ -368,12 +368,11 @@ def test_old_unpinned_bindings_are_listed_and_repinned_by_rebind(reg, tmp_path, 
     keys_file = tmp_path / "keys.yaml"
     digest = "a" * 64
     keys_file.write_text(f"version: 1\nkeys:\n  {digest}: game-studio@1\n")  # written by old cosalign
-    assert keys.load_bindings(keys_file)[digest] == keys.Binding("game-studio@1", None)
     d = ["--configs-dir", str(reg), "--keys", str(keys_file)]
     assert main(["config", "keys", "list", *d]) == 0
     assert "NOT PINNED" in capsys.readouterr().out
     assert main(["config", "keys", "rebind", "--from", "game-studio@1", "--to", "game-studio@1", *d]) == 0
-    assert keys.load_bindings(keys_file)[digest] == keys.Binding("game-studio@1", cfg.compute_hash())
+    assert keys.load_keys(keys_file)[digest] == f"game-studio@1:{cfg.compute_hash()}"
 
 
 def _add_key_in_a_process(keys_file, reg, start, out):

@@ -330,8 +330,7 @@ def test_a_bad_keys_file_edit_keeps_the_last_good_keys(tiny_model_dir, tmp_path,
 def test_oversized_requests_are_413_before_tokenizing_and_outside_the_lock(tiny_model_dir, tmp_path):
     import threading
 
-    client, key, _, _ = _in_process(tiny_model_dir, tmp_path, max_body_bytes=50_000,
-                                    max_prompt_chars=5_000)
+    client, key, _, _ = _in_process(tiny_model_dir, tmp_path)  # 2 MiB, 100,000 characters
     server = client.app.state.server
     results = {}
 
@@ -339,8 +338,8 @@ def test_oversized_requests_are_413_before_tokenizing_and_outside_the_lock(tiny_
         results[name] = _post(client, key, messages=[{"role": "user", "content": content}])
 
     with server.lock:  # a long generation holds the model: size refusals must not wait for it
-        threads = [threading.Thread(target=send, args=("body", "x" * 60_000)),
-                   threading.Thread(target=send, args=("chars", "y" * 5_001))]
+        threads = [threading.Thread(target=send, args=("body", "x" * 2_200_000)),
+                   threading.Thread(target=send, args=("chars", "y" * 100_001))]
         for t in threads:
             t.start()
         for t in threads:
@@ -349,11 +348,14 @@ def test_oversized_requests_are_413_before_tokenizing_and_outside_the_lock(tiny_
     assert results["body"][0] == 413 and results["body"][1]["error"]["code"] == "request_too_large"
     assert results["chars"][0] == 413 and results["chars"][1]["error"]["code"] == "prompt_too_large"
     # a body without Content-Length (chunked) is cut off at the limit too
-    chunks = iter([b'{"model": "tiny", "messages": [{"role": "user", "content": "', b"z" * 60_000, b'"}]}'])
+    chunks = iter([b'{"model": "tiny", "messages": [{"role": "user", "content": "'] + [b"z" * 2**20] * 3
+                  + [b'"}]}'])
     r = client.post("/v1/chat/completions", content=chunks,
                     headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
     assert r.status_code == 413
-    assert _post(client, key, messages=[{"role": "user", "content": "y" * 4_000}])[0] in (200, 400)
+    # under both limits: tokenized, then refused for the tiny model's context, not for its size
+    status, body = _post(client, key, messages=[{"role": "user", "content": "y " * 40_000}])
+    assert (status, body["error"]["code"]) == (400, "context_length_exceeded")
 
 
 def test_unusable_sampling_parameters_are_400(tiny_model_dir, tmp_path):
