@@ -15,7 +15,7 @@ from pathlib import Path
 import jinja2
 import yaml
 
-from cosalign.cosa import taxonomy
+from cosalign.cosa.taxonomy import PAPER, Taxonomy
 from cosalign.core.io import InputError
 
 TEMPLATE_KINDS = ("train", "heldout")
@@ -69,19 +69,18 @@ def load_templates(kind: str = "train", path: str | Path | None = None) -> list[
     return out
 
 
-def render_config(template, allowed_names, tax: taxonomy.Taxonomy | None = None) -> str:
+def render_config(template, allowed_names, taxonomy: Taxonomy = PAPER) -> str:
     """Render a template ({id, text} dict or text) with `allowed` = [{name, description}, ...].
 
-    Names go in the order of `tax` (default: the paper's taxonomy) with its descriptions; Other
-    Harms is never allowable.
+    Names go in `taxonomy`'s order with its descriptions (data/taxonomy.json in the pipeline);
+    Other Harms is never allowable.
     """
-    tax = tax or taxonomy.PAPER
     text = template["text"] if isinstance(template, dict) else template
-    names = tax.canonical_order(allowed_names)
-    bad = [n for n in names if n not in tax.allowable]
+    names = taxonomy.canonical_order(allowed_names)
+    bad = [n for n in names if n not in taxonomy.allowable]
     if bad:
         raise ValueError(f"{bad} can never be allowed by a config")
-    allowed = [{"name": n, "description": tax.by_name[n].description} for n in names]
+    allowed = [{"name": n, "description": taxonomy.by_name[n].description} for n in names]
     try:
         return _compiled(text).render(allowed=allowed).strip()
     except jinja2.UndefinedError as exc:
