@@ -169,8 +169,9 @@ class KeyRing:
         self._lock = threading.Lock()
         self._signature: tuple | None = None
         self._bad: tuple | None = None
+        signature = self._stat()  # before reading: a change in between shows at the next request
         self._bindings = keys.load_bindings(path)  # at startup a bad file is an error
-        self._signature = self._stat()
+        self._signature = signature
 
     def _stat(self) -> tuple | None:
         try:
