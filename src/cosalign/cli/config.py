@@ -170,7 +170,11 @@ def _show(args) -> int:
         print(f"allowed:       {', '.join(cfg.allowed_categories) or 'none'}  (template {cfg.template})")
     print(f"owner:         {cfg.owner}")
     print(f"state:         {cfg.state()}")
-    print(f"content hash:  {digest}")
+    print(f"content hash:  {digest}  (covers the system prompt below)")
+    now = cfg.taxonomy_used().fingerprint()
+    written = cfg.taxonomy_fingerprint or "not recorded"
+    same = "same" if written == now else f"now {now[:12]}"
+    print(f"taxonomy:      {written[:12]} when last written by the tool ({same})")
     if cfg.approved_hash:
         ok = "matches" if cfg.approved_hash == digest else "DOES NOT MATCH (modified after approval)"
         print(f"approved hash: {cfg.approved_hash}  {ok}; by {cfg.reviewer} at {cfg.approved_at}")

@@ -198,6 +198,10 @@ class SafetyConfig(BaseModel):
         cfg._taxonomy = tax
         return cfg
 
+    def taxonomy_used(self) -> taxonomy.Taxonomy:
+        """The taxonomy this config was validated against and renders with."""
+        return self._taxonomy
+
     @property
     def ref(self) -> str:
         return f"{self.id}@{self.version}"

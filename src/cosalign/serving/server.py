@@ -50,7 +50,7 @@ access_log = logging.getLogger("cosalign.serving.access")
 _FORBIDDEN_ROLES = ("system", "developer")
 MAX_BODY_BYTES = 2 * 1024 * 1024  # a full-context prompt of a few thousand tokens is ~100 KB
 MAX_PROMPT_CHARS = 100_000  # ~25k tokens of English: over any context this project serves
-MIN_TEMPERATURE = 0.01  # below it logits / temperature overflow (fp16: 50 / 0.001 > 65504)
+MIN_TEMPERATURE = 0.01  # below it logits / temperature can overflow half precision (100 / 0.001 > 65504)
 SEED_RANGE = (-(2**63), 2**63 - 1)  # int64, as OpenAI's API documents seed
 _KEY_QUERY_NAMES = {"api_key", "api-key", "apikey"}
 
