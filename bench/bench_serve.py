@@ -17,15 +17,17 @@ other: one model answers one request at a time.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
+import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -66,29 +68,38 @@ def _rss_peak_mb(pid: int) -> float | None:
     return None
 
 
-async def _post(session, url: str, key: str, body: bytes) -> tuple[int, float]:
+def _post(url: str, key: str, body: bytes) -> tuple[int, float]:
+    request = urllib.request.Request(url, data=body, headers={"Authorization": f"Bearer {key}",
+                                                              "Content-Type": "application/json"})
     start = time.perf_counter()
-    async with session.post(url, data=body, headers={"Authorization": f"Bearer {key}",
-                                                     "Content-Type": "application/json"}) as r:
-        await r.read()
-        return r.status, time.perf_counter() - start
+    try:
+        with urllib.request.urlopen(request, timeout=600) as r:
+            r.read()
+            status = r.status
+    except urllib.error.HTTPError as err:
+        err.read()
+        status = err.code
+    return status, time.perf_counter() - start
 
 
-async def _round(url: str, keys: list[str], big: bytes | None) -> dict:
-    import aiohttp
-
+def _round(url: str, keys: list[str], big: bytes | None) -> dict:
+    """One round: every small request (and the big one) on its own thread, released together."""
     small = [json.dumps({"model": "tiny", "max_tokens": MAX_TOKENS, "temperature": 0,
                          "messages": [{"role": "user", "content": f"Tenant {k} asks question {i}: "
                                                                   "how do castles keep warm?"}]}).encode()
              for k in range(len(keys)) for i in range(PER_KEY)]
-    connector = aiohttp.TCPConnector(limit=0)  # every request gets its own connection at once
-    timeout = aiohttp.ClientTimeout(total=600)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-        tasks = [asyncio.create_task(_post(session, url, keys[i // PER_KEY], body))
-                 for i, body in enumerate(small)]
-        big_task = asyncio.create_task(_post(session, url, keys[0], big)) if big is not None else None
-        results = await asyncio.gather(*tasks)
-        big_result = await big_task if big_task else None
+    jobs = [(keys[i // PER_KEY], body) for i, body in enumerate(small)]
+    if big is not None:
+        jobs.append((keys[0], big))
+    start = threading.Barrier(len(jobs))
+
+    def run(job):
+        start.wait()
+        return _post(url, *job)
+
+    with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
+        results = list(pool.map(run, jobs))
+    big_result = results.pop() if big is not None else None
     statuses = [s for s, _ in results]
     latencies = sorted(t for _, t in results)
     return {"p95_s": round(latencies[int(0.95 * len(latencies)) - 1], 4),
@@ -130,20 +141,20 @@ def main(argv=None) -> int:
             content = "A" * int(args.big_mb * 2**20)
             big = json.dumps({"model": "tiny", "max_tokens": MAX_TOKENS,
                               "messages": [{"role": "user", "content": content}]}).encode()
-            asyncio.run(_round(url, issued, None))  # warm-up: first-call costs out of the way
+            _round(url, issued, None)  # warm-up: first-call costs out of the way
             rss_before = _rss_peak_mb(proc.pid)
             rounds = {"without": [], "with": []}
             for _ in range(args.rounds):
-                rounds["without"].append(asyncio.run(_round(url, issued, None)))
-                rounds["with"].append(asyncio.run(_round(url, issued, big)))
+                rounds["without"].append(_round(url, issued, None))
+                rounds["with"].append(_round(url, issued, big))
             rss_after = _rss_peak_mb(proc.pid)
         finally:
             proc.terminate()
             proc.wait(timeout=30)
             log.close()
 
-    p95_without = statistics.median(r["p95_s"] for r in rounds["without"])
-    p95_with = statistics.median(r["p95_s"] for r in rounds["with"])
+    p95_without = round(statistics.median(r["p95_s"] for r in rounds["without"]), 4)
+    p95_with = round(statistics.median(r["p95_s"] for r in rounds["with"]), 4)
     ratio = round(p95_with / p95_without, 3)
     all_ok = all(r["ok"] == r["n"] for rs in rounds.values() for r in rs)
     big_statuses = sorted({r["big_status"] for r in rounds["with"]})

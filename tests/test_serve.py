@@ -290,6 +290,19 @@ def test_api_key_in_the_query_is_refused_and_never_logged(served):
     assert key not in log and "api_key=" not in log.lower()
 
 
+def test_an_oversized_upload_gets_its_413_over_real_http(served):
+    """urllib sends the whole body before it reads: the server must read past the refusal."""
+    body = json.dumps({"model": "tiny", "messages": [{"role": "user", "content": "A" * 20_000_000}]})
+    req = urllib.request.Request(served["url"] + "/chat/completions", data=body.encode(),
+                                 headers={"Content-Type": "application/json",
+                                          "Authorization": f"Bearer {served['keys']['game-studio']}"})
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(req, timeout=60)
+    assert err.value.code == 413
+    assert json.loads(err.value.read())["error"]["code"] == "request_too_large"
+    _ask(served, served["keys"]["game-studio"])  # and the server goes on answering
+
+
 def _in_process(tiny_model_dir, tmp_path, **options):
     from starlette.testclient import TestClient
 

@@ -53,6 +53,10 @@ MAX_PROMPT_CHARS = 100_000  # ~25k tokens of English: over any context this proj
 MIN_TEMPERATURE = 0.01  # below it logits / temperature can overflow half precision (100 / 0.001 > 65504)
 SEED_RANGE = (-(2**63), 2**63 - 1)  # int64, as OpenAI's API documents seed
 _KEY_QUERY_NAMES = {"api_key", "api-key", "apikey"}
+# An oversized body is read and dropped up to this many bytes before the 413 goes out, so that
+# clients that send the whole body before reading (urllib, httpx) see the 413 rather than a reset
+# connection; past it the server answers and closes.
+_DRAIN_LIMIT = 64 * 2**20
 
 
 class APIError(Exception):
@@ -349,8 +353,9 @@ def _stream(body: dict, include_usage: bool):
 class RequestGuard:
     """ASGI middleware in front of everything: the access log (path without its query string:
     a key sent as `?api_key=` never reaches a log), 400 for an `api_key` query parameter, and
-    413 for a body over `max_body_bytes` (refused from Content-Length before reading it, or as
-    soon as a chunked body passes the limit), before the body is parsed or any lock is taken."""
+    413 for a body over `max_body_bytes` (known from Content-Length, or as soon as a chunked body
+    passes the limit; the rest is read and dropped, never kept), before the body is parsed or
+    any lock is taken."""
 
     def __init__(self, app, max_body_bytes: int):
         self.app, self.max_body_bytes = app, max_body_bytes
@@ -368,10 +373,13 @@ class RequestGuard:
 
         try:
             refusal = self._refusal(scope)
-            if refusal is None and scope["method"] in ("POST", "PUT", "PATCH"):
-                body, refusal = await self._read_body(receive)
-                if body is not None:
-                    receive = _replay(body, receive)
+            if scope["method"] in ("POST", "PUT", "PATCH"):
+                if refusal is not None:
+                    await _drain(receive)  # refused before reading: drop the body
+                else:
+                    body, refusal = await self._read_body(receive)
+                    if body is not None:
+                        receive = _replay(body, receive)
             if refusal is not None:
                 await refusal.response()(scope, receive, send_logged)
             else:
@@ -411,10 +419,23 @@ class RequestGuard:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_body_bytes:
+                if not message.get("more_body", False):
+                    return None, self._too_large(size)
+                await _drain(receive)
                 return None, self._too_large(None)
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks), None
+
+
+async def _drain(receive) -> None:
+    """Read and drop the rest of a refused body (up to _DRAIN_LIMIT bytes)."""
+    dropped = 0
+    while dropped <= _DRAIN_LIMIT:
+        message = await receive()
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            return
+        dropped += len(message.get("body", b""))
 
 
 def _replay(body: bytes, receive):
