@@ -174,7 +174,8 @@ def main(argv=None) -> int:
     targets = [target("small-request p95 with / without the oversized request", ratio, 2.0, "<=", "x")]
     notes = ["Latency counts queueing: the 200 small requests wait for one model, one generation at a "
              "time, so p95 is close to a round's length. The oversized request is refused (413) from "
-             "its Content-Length before its body is read, parsed or tokenized, and without the model lock."]
+             "its Content-Length: its body is dropped as it arrives, never parsed or tokenized, and the "
+             "model lock is never taken."]
     write_result("serve", f"cosalign serve under load: {KEYS} keys x {PER_KEY} concurrent requests "
                           "+ one oversized request (bench_serve.py)",
                  figures, targets, quick=False, details={"rounds": rounds}, notes=notes)
