@@ -34,9 +34,9 @@ run: setup
 test: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
 
-# Everything but the tests that load SmolLM2.
+# Everything but the tests that load SmolLM2 (slow) and the ones that run `dvc repro` (e2e).
 test-fast: setup
-	PATH="$(CURDIR)/$(BIN):$$PATH" HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m "not slow"
+	PATH="$(CURDIR)/$(BIN):$$PATH" HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m "not slow and not e2e"
 
 bench: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" HF_HUB_OFFLINE=1 $(BIN)/python bench/run_all.py

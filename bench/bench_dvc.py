@@ -68,7 +68,9 @@ def repro_streamed(root: Path, targets: list[str], log: Path, flags: tuple[str, 
 
 
 def params_are_default() -> bool:
-    return (REPO / "params.yaml").read_bytes() == (REPO / "profiles" / "default.yaml").read_bytes()
+    from cosalign.core import profiles
+
+    return (REPO / "params.yaml").read_text() == profiles.render("default", REPO)
 
 
 def noop(root: Path, targets: list[str]) -> tuple[bool, str]:

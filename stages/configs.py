@@ -8,6 +8,7 @@ from collections import Counter
 
 from cosalign.core import paths
 from cosalign.cosa import schemas
+from cosalign.core.params import protocol
 from cosalign.core.stage import run_stage, stage_params
 from cosalign.registry.source import pulled
 from cosalign.data.configs import ConfigsParams, iter_configs, training_label_chunks
@@ -25,12 +26,14 @@ def main() -> None:
     if pulled("configs"):  # source: NS/NAME@REV, the published artifact instead
         return
     p = stage_params("configs", ConfigsParams)
+    sampling = protocol()  # top-level: 'paper' samples as the authors' pairing code does
     labels = training_label_chunks(paths.PROMPTS, paths.PROMPT_LABELS,
                                    max_prompts=p.max_train_prompts, seed=p.seed)
-    chunks = iter_configs(labels, modes=p.modes, configs_per_mode=p.configs_per_mode, seed=p.seed)
+    chunks = iter_configs(labels, modes=p.modes, configs_per_mode=p.configs_per_mode, seed=p.seed,
+                          protocol=sampling)
     counts = {"modes": Counter(), "prompts": 0}
     rows = schemas.write_dataset(_tally(chunks, counts), "configs", paths.CONFIGS)
-    print(f"configs: {rows} for {counts['prompts']} training prompts; "
+    print(f"configs ({sampling} protocol): {rows} for {counts['prompts']} training prompts; "
           f"modes {dict(counts['modes'].most_common())}")
 
 

@@ -10,6 +10,7 @@ from collections import Counter
 
 from cosalign.core import paths
 from cosalign.cosa import schemas
+from cosalign.core.params import protocol
 from cosalign.core.stage import run_stage, stage_params
 from cosalign.registry.source import pulled
 from cosalign.data.preferences import PairInputs, PreferencesParams, iter_pairs, sample_pairs
@@ -26,14 +27,15 @@ def main() -> None:
     if pulled("preferences"):  # source: NS/NAME@REV, the published artifact instead
         return
     p = stage_params("preferences", PreferencesParams)
+    grouping = protocol()  # top-level: 'paper' groups responses as the authors' pairing code does
     inputs = PairInputs(configs=paths.CONFIGS, responses=paths.RESPONSES, judgments=paths.JUDGMENTS,
                         prompts=paths.PROMPTS, labels=paths.PROMPT_LABELS)
-    chunks = iter_pairs(inputs, seed=p.seed, max_pairs_per_config=p.max_pairs_per_config)
+    chunks = iter_pairs(inputs, seed=p.seed, max_pairs_per_config=p.max_pairs_per_config, protocol=grouping)
     if p.max_pairs:  # null or 0: every pair
         chunks = [sample_pairs(chunks, max_pairs=p.max_pairs, seed=p.seed)]
     modes = Counter()
     rows = schemas.write_dataset(_tally(chunks, modes), "preferences", paths.PREFERENCES)
-    print(f"preferences: {rows} pairs; modes {dict(modes.most_common())}")
+    print(f"preferences ({grouping} protocol): {rows} pairs; modes {dict(modes.most_common())}")
 
 
 if __name__ == "__main__":

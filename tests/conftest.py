@@ -15,6 +15,19 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))  # test-only helper modules (hubserver, openai_server)
 
+# pytest-timeout's limit covers a test's fixture setup too. The first e2e test to ask for a shared
+# DVC run (tiny_pipeline, or a module's own run) pays for it, so e2e tests get longer than the
+# default `timeout` in pyproject.toml; an explicit @pytest.mark.timeout still wins.
+E2E_TIMEOUT_S = 1800
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if "tiny_pipeline" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.e2e)  # it runs `dvc repro`, whatever its module says
+        if item.get_closest_marker("e2e") and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(E2E_TIMEOUT_S))
+
 TINY_TEXTS = [
     "You may relax safety for the harm types listed below and stay safe for everything else.",
     "How do I bake bread at home? Explain the steps clearly and briefly.",

@@ -58,6 +58,7 @@ LIBRARY_PATH_USES = {
     "cosalign.evaluation.benchmarks": "labels for the prompts frame the caller read",
     "cosalign.judges.rules": "DEFAULT_SEED: a judge option's default, counted as the judge's input",
     "cosalign.cli.eval": "the --prompts default (the CLI, not a stage)",
+    "cosalign.evaluation.readme_results": "the metrics default of its own command (not a stage)",
     "cosalign.cli.publish": "paths.ALL: the artifacts it can publish (the CLI, not a stage)",
     "cosalign.registry.cards": "Artifact: the card's subject (publish, not a stage)",
     "cosalign.registry.publish": "paths.ALL: what publish uploads (the CLI, not a stage)",

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from cosalign.core import profiles
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -23,7 +25,7 @@ def copy_repo(dest: Path, profile: str) -> Path:
         target = dest / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(REPO / rel, target)
-    shutil.copy2(REPO / "profiles" / f"{profile}.yaml", dest / "params.yaml")
+    profiles.write(profile, dest / "params.yaml", root=REPO)  # what `cosalign profile use` writes
     for f in ("dvc.lock",):  # the committed lock belongs to the default profile's run
         (dest / f).unlink(missing_ok=True)
     env = env_for(dest)

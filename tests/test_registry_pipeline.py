@@ -3,10 +3,13 @@ into a fresh copy of the project, and start a run from published artifacts (`sou
 
 from __future__ import annotations
 
+import pytest
 import yaml
 
 from hubserver.fixtures import hub, hub_env, run_cli, run_py  # noqa: F401  (pytest fixtures)
 from pipeline_run import copy_repo, dvc, env_for
+
+pytestmark = pytest.mark.e2e
 
 NS = "cosalign-ci"
 UPSTREAM = ("prompts", "taxonomy", "prompt_labels")

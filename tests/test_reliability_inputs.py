@@ -19,6 +19,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from cosalign.core import profiles
 from cosalign.cli import main as cli_main
 from cosalign.core.io import write_json, write_parquet
 
@@ -41,7 +42,7 @@ def work(tmp_path, monkeypatch) -> Path:
     """A directory a stage can run in: the tiny profile's params and the seed prompts."""
     (tmp_path / "data/seed").mkdir(parents=True)
     shutil.copy2(REPO / SEED, tmp_path / SEED)
-    shutil.copy2(REPO / "profiles/tiny.yaml", tmp_path / "params.yaml")
+    profiles.write("tiny", tmp_path / "params.yaml", root=REPO)
     monkeypatch.chdir(tmp_path)
     return tmp_path
 

@@ -23,6 +23,7 @@ import pytest
 import yaml
 
 from cosalign.core.io import atomic_path, read_parquet, write_parquet
+from cosalign.core import profiles
 from openai_server import OpenAIServer
 
 REPO = Path(__file__).resolve().parent.parent
@@ -86,7 +87,7 @@ def inputs(tmp_path_factory) -> Path:
     cwd = tmp_path_factory.mktemp("inputs")
     (cwd / "data/seed").mkdir(parents=True)
     shutil.copy2(REPO / "data/seed/prompts.jsonl", cwd / "data/seed/prompts.jsonl")
-    shutil.copy2(REPO / "profiles/tiny.yaml", cwd / "params.yaml")
+    profiles.write("tiny", cwd / "params.yaml", root=REPO)
     set_params(cwd, "configs", max_train_prompts=6)
     set_params(cwd, "responses", max_new_tokens=8, batch_size=4, work_batch_size=2)
     run_stage(cwd, "prompts")
@@ -206,7 +207,8 @@ def raw_writes(path: Path, root: Path = REPO) -> list[str]:
             if node.func.attr == "dump":  # json/yaml.dump(obj, stream): only a write with a stream
                 target = node.args[1] if len(node.args) > 1 else next(
                     (k.value for k in node.keywords if k.arg in ("fp", "stream")), None)
-            to_string = node.func.attr in ("to_csv", "to_json") and target is None
+            to_string = (node.func.attr in ("to_csv", "to_json") and target is None
+                         or target is not None and "StringIO(" in ast.unparse(target))
             if target is not None:
                 name = ast.unparse(node.func.value) if node.func.attr in ("write_text", "write_bytes") \
                     else ast.unparse(target)

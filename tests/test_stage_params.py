@@ -71,7 +71,8 @@ def test_every_stage_script_goes_through_the_runner():
                       "benchmarks": {"heldout": {}}, "judge": {"name": "rules"},
                       "generation": {"max_new_tokens": 1, "temperature": 0, "batch_size": 1}},
      "evaluate.models.m.checkpoint", "missing value"),
-    (ReportParams, {"png": "yes"}, "report.png", "expected bool"),
+    (ReportParams, {"baseline": None, "png": "yes"}, "report.png", "expected bool"),
+    (ReportParams, {"png": True}, "report.baseline", "missing value"),
 ])
 def test_bad_values_fail_naming_the_key(cls, section, key, message):
     name = key.split(".")[0]

@@ -87,9 +87,15 @@ def make_project(root: Path, models: bool = True) -> Path:
     if models:
         make_tiny_model(root / "models/sft", seed=0)
         make_tiny_model(root / "models/dpo", seed=1)
+    ci = {"cosa_score": {"lo": 0.55, "hi": 0.8}, "helpful_safe": {"lo": 0.3, "hi": 0.7},
+          "helpful_unsafe": {"lo": 0.0, "hi": 0.0}}
     metrics = {m: {"cosalign_test/seen": {"cosa_score": s, "helpful_safe": 0.5,
-                                          "helpful_unsafe": 0.0, "valid_rate": 1.0, "n": 1}}
+                                          "helpful_unsafe": 0.0, "valid_rate": 1.0, "n": 1, "ci": ci}}
                for m, s in (("sft", 0.61), ("dpo", 0.72))}
+    metrics["dpo"]["cosalign_test/seen"]["vs_baseline"] = {
+        "baseline": "sft", "n_paired": 1, "cosa_score": {"diff": 0.11, "lo": -0.02, "hi": 0.2},
+        "helpful_safe": {"diff": 0.0, "lo": 0.0, "hi": 0.0},
+        "helpful_unsafe": {"diff": 0.0, "lo": 0.0, "hi": 0.0}}
     write_json(metrics, root / "reports/metrics.json")
     params = {"base_model": {"source": "tiny", "seed": 0},
               "preferences": {"source": "pipeline", "seed": 7, "max_pairs": 300},

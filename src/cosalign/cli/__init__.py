@@ -12,7 +12,7 @@ import sys
 COMMANDS: dict[str, str] = {
     "validate": "validate an artifact file against its pandera schema",
     "label": "label the prompts of a CSV/JSONL/parquet file with a judge",
-    "profile": "copy a profile (default, tiny, paper) over params.yaml",
+    "profile": "write params.yaml from a profile (default, tiny, paper): use, show, list",
     "eval": "evaluate any chat model on a benchmark (CoSA-Score)",
     "publish": "publish the pipeline's artifacts to a Hugging Face Hub namespace",
     "pull": "pull a published artifact by pinned revision into data/ or models/",

@@ -53,21 +53,27 @@ def _judge_params(name: str, options: list[str]) -> dict:
 
 
 def metrics_table(metrics: dict) -> str:
-    lines = [f"{'model':<20} {'benchmark/set':<24} {'CoSA':>7} {'help+safe':>10} "
-             f"{'help+unsafe':>12} {'valid':>7} {'n':>5}"]
+    lines = [f"{'model':<20} {'benchmark/set':<24} {'CoSA [95% interval]':>24} "
+             f"{'help+safe':>22} {'help+unsafe':>22} {'valid':>7} {'n':>5}"]
     for model, groups in metrics.items():
         for key, g in groups.items():
-            def f(v, pct=False):
-                return "n/a" if v is None else (f"{100 * v:.1f}%" if pct else f"{v:.3f}")
-            lines.append(f"{model:<20} {key:<24} {f(g['cosa_score']):>7} "
-                         f"{f(g['helpful_safe'], True):>10} {f(g['helpful_unsafe'], True):>12} "
-                         f"{f(g['valid_rate'], True):>7} {g['n']:>5}")
+            def f(k, pct=False):
+                def num(v):
+                    return f"{100 * v:.1f}%" if pct else f"{v:.3f}"
+                v, ci = g.get(k), (g.get("ci") or {}).get(k) or {}
+                if v is None:
+                    return "n/a"
+                return num(v) if ci.get("lo") is None else f"{num(v)} [{num(ci['lo'])}, {num(ci['hi'])}]"
+            lines.append(f"{model:<20} {key:<24} {f('cosa_score'):>24} "
+                         f"{f('helpful_safe', True):>22} {f('helpful_unsafe', True):>22} "
+                         f"{f('valid_rate', True):>7} {g['n']:>5}")
             if g["configs_without_valid_items"]:
                 lines.append(f"  left out (no valid item): {', '.join(g['configs_without_valid_items'])}")
     return "\n".join(lines)
 
 
 def run(args) -> int:
+    from cosalign.cosa import cosa_score
     from cosalign.evaluation.evaluate import BenchmarkEntry, GenerationParams, ModelEntry, run_evaluation
 
     model = ModelEntry(checkpoint=args.model, fewshot=args.fewshot, cascade=args.cascade)
@@ -75,9 +81,12 @@ def run(args) -> int:
     generation = GenerationParams(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
                                   batch_size=args.batch_size, top_p=1.0, backend=args.backend,
                                   options={"revision": args.model_revision} if args.model_revision else {})
-    _, result = run_evaluation(
+    out, _ = run_evaluation(
         args.name or args.model, model, benchmark, judge=_judge_params(args.judge, args.judge_option),
         generation=generation, seed=args.seed, prompts_per_config=args.prompts_per_config,
         prompts_path=args.prompts, config_ids=args.config_id, out=args.out)
+    # Scores with their 95% intervals (seeded by --seed) and, for one model, no paired differences.
+    metrics, breakdown = cosa_score.with_intervals(out, seed=args.seed, baseline=None)
+    result = {m: {k: {**g, **breakdown[m][k]} for k, g in per.items()} for m, per in metrics.items()}
     print(json.dumps(result, indent=2) if args.json else metrics_table(result), file=sys.stdout)
     return 0

@@ -1,32 +1,36 @@
-"""`cosalign profile use NAME` / `cosalign profile list`: switch params.yaml between profiles."""
+"""`cosalign profile use|show|list`: params.yaml from profiles/base.yaml + profiles/NAME.yaml.
+
+A profile file holds only what it changes; `use` merges it over the base (cosalign.core.profiles) and
+writes the complete params.yaml that DVC and the stages read.
+"""
 
 from __future__ import annotations
 
-import shutil
-import sys
 from pathlib import Path
 
-PROFILES = Path("profiles")
+from cosalign.core import profiles
+
+PARAMS = Path("params.yaml")
 
 
 def add_arguments(parser) -> None:
     sub = parser.add_subparsers(dest="action", required=True)
-    use = sub.add_parser("use", help="copy profiles/NAME.yaml over params.yaml")
+    use = sub.add_parser("use", help="write params.yaml: profiles/base.yaml with profiles/NAME.yaml merged over it")
     use.add_argument("name")
-    sub.add_parser("list", help="list the profiles")
+    show = sub.add_parser("show", help="print the params.yaml that `use NAME` would write")
+    show.add_argument("name")
+    sub.add_parser("list", help="list the profiles; * marks the one params.yaml holds")
 
 
 def run(args) -> int:
-    names = sorted(p.stem for p in PROFILES.glob("*.yaml"))
     if args.action == "list":
-        current = Path("params.yaml").read_bytes() if Path("params.yaml").exists() else b""
-        for name in names:
-            mark = "*" if (PROFILES / f"{name}.yaml").read_bytes() == current else " "
-            print(f"{mark} {name}")
+        current = PARAMS.read_text(encoding="utf-8") if PARAMS.exists() else None
+        for name in profiles.names():
+            print(f"{'*' if profiles.render(name) == current else ' '} {name}")
         return 0
-    if args.name not in names:
-        print(f"error: no profile {args.name!r} in {PROFILES}/ (have {names})", file=sys.stderr)
-        return 2
-    shutil.copyfile(PROFILES / f"{args.name}.yaml", "params.yaml")
-    print(f"params.yaml <- profiles/{args.name}.yaml; run `dvc repro`")
+    if args.action == "show":
+        print(profiles.render(args.name), end="")
+        return 0
+    profiles.write(args.name, PARAMS)
+    print(f"params.yaml <- profiles/base.yaml + profiles/{args.name}.yaml; run `dvc repro`")
     return 0

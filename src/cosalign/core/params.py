@@ -13,6 +13,9 @@ import yaml
 from cosalign.core.io import InputError
 
 PARAMS_FILE = "params.yaml"
+# The top-level `protocol` (docs/paper-fidelity.md): `cosalign` keeps this project's choices,
+# `paper` follows the authors' released code where the two differ (issue 18).
+PROTOCOLS = ("cosalign", "paper")
 
 
 def load_params(path: str | os.PathLike = PARAMS_FILE) -> dict:
@@ -51,6 +54,18 @@ def require(params: dict, key: str, kind, *, section_name: str, path=PARAMS_FILE
         raise InputError(path, f"expected {expected}, got {type(value).__name__} {value!r}",
                          field=f"{section_name}.{key}")
     return value
+
+
+def check_protocol(value, path=PARAMS_FILE) -> str:
+    """`value` if it names a protocol, else InputError naming the `protocol` key."""
+    if isinstance(value, str) and value in PROTOCOLS:
+        return value
+    raise InputError(path, f"must be one of {list(PROTOCOLS)}, got {value!r}", field="protocol")
+
+
+def protocol(path: str | os.PathLike = PARAMS_FILE) -> str:
+    """The top-level `protocol` of the params file; a file without the key means 'cosalign'."""
+    return check_protocol(load_params(path).get("protocol", "cosalign"), path)
 
 
 # --- params sections as dataclasses -----------------------------------------------------------------

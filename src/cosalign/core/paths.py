@@ -31,6 +31,7 @@ TRAIN_REPORTS = "reports/train"                     # sft, dpo: <stage>.csv and 
 EVAL_DIR = "reports/eval"                           # evaluate@MODEL: <model>.parquet
 EVAL_ITEMS = "reports/eval_items.parquet"           # report
 METRICS = "reports/metrics.json"                    # report
+BREAKDOWN = "reports/breakdown.json"                # report: per-model breakdown and intervals
 REPORT = "reports/report.md"                        # report
 PLOTS_DIR = "reports/plots"                         # report
 

@@ -13,6 +13,15 @@ draws an allowed set A, always a subset of T (docs/method.md, "Synthetic categor
                 a prompt whose risks are all unseen / Other Harms gets ANY random subset of T,
                 because no seen-only A can be a superset of its P.
 
+Under `protocol: paper` three things follow the authors' released pairing code instead
+(docs/paper-fidelity.md, "Pair data"):
+
+- a training prompt labelled with any category outside T (unseen or Other Harms) gets no configs;
+- superset adds a random subset of T \\ P of ANY size, zero included, so A = P happens;
+- a risk-free prompt gets every mode's draws (exact_match, safe and not_superset all give A = []),
+  not one collapsed 'safe' config: with one draw per mode, A = [] for 3/4 + 1/4 * 1/(|T| + 1) =
+  80% of its configs, against 1 / (1 + configs_per_mode) under `cosalign`.
+
 A random subset is drawn as: size uniform over the allowed sizes, then that many distinct elements
 uniformly. Every draw uses its own RNG derived from (seed, prompt_id, mode, k), so a config never
 depends on row order or on which other prompts are present, nor on how the configs stage chunks
@@ -29,7 +38,7 @@ from tqdm import tqdm
 
 from cosalign.cosa import schemas, taxonomy
 from cosalign.core.io import InputError, ParquetCursor, read_parquet
-from cosalign.core.params import bad
+from cosalign.core.params import PROTOCOLS, bad
 from cosalign.core.rng import derive_rng
 from cosalign.cosa.config_text import load_templates, render_config
 
@@ -66,10 +75,28 @@ def _random_subset(items: list[str], rng: np.random.Generator, min_size: int, ma
     return [items[i] for i in rng.choice(len(items), size=size, replace=False)]
 
 
-def sample_allowed(prompt_categories: list[str], mode: str, rng: np.random.Generator) -> list[str]:
-    """Draw the allowed set A (subset of taxonomy.SEEN, canonical order) for a prompt risk set P."""
+def validate_protocol(protocol) -> None:
+    """ValueError naming `protocol` unless it is one of params.PROTOCOLS."""
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {list(PROTOCOLS)}, got {protocol!r}")
+
+
+def trains_under(prompt_categories, protocol: str) -> bool:
+    """Whether a training prompt with this risk set gets configs: always under `cosalign`; under
+    `paper` only when every category is seen (the authors' pairing skips the rest)."""
+    validate_protocol(protocol)
+    return protocol == "cosalign" or set(prompt_categories) <= set(taxonomy.SEEN)
+
+
+def sample_allowed(prompt_categories: list[str], mode: str, rng: np.random.Generator,
+                   protocol: str = "cosalign") -> list[str]:
+    """Draw the allowed set A (subset of taxonomy.SEEN, canonical order) for a prompt risk set P.
+
+    `protocol` 'paper' lets superset add zero categories (module docstring).
+    """
     if mode not in MODES:
         raise ValueError(f"unknown config mode {mode!r}; known: {list(MODES)}")
+    validate_protocol(protocol)
     prompt = set(taxonomy.canonical_order(prompt_categories))  # also rejects unknown names
     seen_risks = [c for c in taxonomy.SEEN if c in prompt]
     rest = [c for c in taxonomy.SEEN if c not in prompt]
@@ -78,7 +105,8 @@ def sample_allowed(prompt_categories: list[str], mode: str, rng: np.random.Gener
     if mode == "exact_match":
         return seen_risks
     if mode == "superset":
-        extra = _random_subset(rest, rng, 1, len(rest)) if rest else []
+        fewest = 0 if protocol == "paper" else 1
+        extra = _random_subset(rest, rng, fewest, len(rest)) if rest else []
         return taxonomy.canonical_order(seen_risks + extra)
     # not_superset
     if not prompt:
@@ -158,10 +186,14 @@ def _check_sampling(modes, configs_per_mode) -> None:
         raise ValueError(f"configs_per_mode must be a positive int, got {configs_per_mode!r}")
 
 
-def _prompt_configs(label, modes, configs_per_mode, seed, templates) -> list[dict]:
+def _prompt_configs(label, modes, configs_per_mode, seed, templates, protocol="cosalign") -> list[dict]:
     """The config rows of one training label (prompt_id, risk_categories), in output order."""
     rows = []
-    risk_free = not label.risk_categories
+    if not trains_under(label.risk_categories, protocol):
+        return rows
+    # `cosalign` gives a risk-free prompt one 'safe' config for its three empty modes; the
+    # authors draw each mode's config anyway (their share of allow-nothing configs, ~80%).
+    risk_free = not label.risk_categories and protocol == "cosalign"
     emitted_safe = False
     for mode in modes:
         draws = range(configs_per_mode)
@@ -171,7 +203,7 @@ def _prompt_configs(label, modes, configs_per_mode, seed, templates) -> list[dic
             mode, draws, emitted_safe = "safe", range(1), True
         for k in draws:
             rng = derive_rng(seed, label.prompt_id, mode, k)
-            allowed = sample_allowed(label.risk_categories, mode, rng)
+            allowed = sample_allowed(label.risk_categories, mode, rng, protocol)
             template = templates[int(rng.integers(len(templates)))]
             rows.append({
                 "config_id": f"{label.prompt_id}-{mode}-{k}",
@@ -192,9 +224,11 @@ def _configs_frame(rows: list[dict]) -> pd.DataFrame:
 
 
 def iter_configs(label_chunks, *, modes: list[str], configs_per_mode: int, seed: int,
-                 template_kind: str = "train", templates: list[dict] | None = None):
+                 template_kind: str = "train", templates: list[dict] | None = None,
+                 protocol: str = "cosalign"):
     """Yield the configs (schemas.Configs columns, not yet validated) of each chunk of training
-    labels (frames with prompt_id and risk_categories, as _training_labels returns them).
+    labels (frames with prompt_id and risk_categories, as _training_labels returns them), sampled
+    under `protocol` ('cosalign' or 'paper', see the module docstring).
 
     Each chunk's frame holds the configs of its prompts in label order, so chunks in prompt_id
     order give sample_configs' order, and a prompt's configs never straddle two frames. Chunks
@@ -203,12 +237,13 @@ def iter_configs(label_chunks, *, modes: list[str], configs_per_mode: int, seed:
     output does not depend on how the labels are chunked.
     """
     _check_sampling(modes, configs_per_mode)
+    validate_protocol(protocol)
     templates = templates if templates is not None else load_templates(template_kind)
     yielded = False
     with tqdm(desc="configs", unit="prompt", disable=None) as bar:  # silent when not a TTY
         for labels in label_chunks:
             rows = [row for label in labels.itertuples(index=False)
-                    for row in _prompt_configs(label, modes, configs_per_mode, seed, templates)]
+                    for row in _prompt_configs(label, modes, configs_per_mode, seed, templates, protocol)]
             bar.update(len(labels))
             if rows:
                 yielded = True
@@ -219,14 +254,16 @@ def iter_configs(label_chunks, *, modes: list[str], configs_per_mode: int, seed:
 
 def sample_configs(prompts_df: pd.DataFrame, labels_df: pd.DataFrame, *, modes: list[str],
                    configs_per_mode: int, seed: int, template_kind: str = "train",
-                   templates: list[dict] | None = None) -> pd.DataFrame:
+                   templates: list[dict] | None = None, protocol: str = "cosalign") -> pd.DataFrame:
     """Sample `configs_per_mode` configs per (training prompt, mode) and render them, in memory
     (the configs stage streams the same rows with training_label_chunks and iter_configs).
 
     Args: prompts_df (prompt_id), labels_df (prompt_id, split, risk_categories[, valid]); only
     split == 'train' prompts with a valid label get configs. `templates` overrides the packaged
     `template_kind` templates. Risk-free prompts: exact_match, safe and not_superset all give
-    A = [], so they get ONE config, mode 'safe' (k = 0), plus their superset draws.
+    A = [], so under protocol 'cosalign' they get ONE config, mode 'safe' (k = 0), plus their
+    superset draws; under 'paper' every mode's draws, and prompts with a risk outside
+    taxonomy.SEEN get none (module docstring).
     Returns: a schemas.Configs frame (config_id = f"{prompt_id}-{mode}-{k}"), sorted by prompt_id,
     then mode in `modes` order (a risk-free prompt's 'safe' config sits where the first of its
     empty modes is), then k.
@@ -235,6 +272,6 @@ def sample_configs(prompts_df: pd.DataFrame, labels_df: pd.DataFrame, *, modes: 
         raise InputError("<prompts>", "missing column", field="prompt_id")
     labels = _training_labels(labels_df.reset_index(drop=True), set(prompts_df["prompt_id"]))
     chunks = iter_configs([labels], modes=modes, configs_per_mode=configs_per_mode, seed=seed,
-                          template_kind=template_kind, templates=templates)
+                          template_kind=template_kind, templates=templates, protocol=protocol)
     out = pd.concat(list(chunks), ignore_index=True)
     return schemas.validate(out, "configs", "<configs>")

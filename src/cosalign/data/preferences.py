@@ -8,6 +8,12 @@ every two groups with different errors make a pair (lower error = chosen); a pai
 is >= max_chosen_error (beta = 3: the chosen answer would carry a disallowed risk) is dropped.
 Because grouping happens after the collapse, {Drugs} and {Weapons} answers are one group.
 
+Under `protocol: paper` the groups follow the authors' pairing code (docs/paper-fidelity.md, 7e):
+they are keyed by the judge's categories BEFORE the collapse (which then happens only inside the
+error score), so {Drugs} and {Weapons} answers are two groups, each paired with every group of a
+different error; and each pair draws its own chosen and rejected text from its two groups. The
+written categories are the collapsed ones, so the errors still follow from them.
+
 The preferences stage streams the same rows from its files with iter_pairs, a chunk of prompts at
 a time (a prompt's pairs depend only on its own pool and configs), and caps their number with
 sample_pairs (a seeded subset that never holds more than the cap).
@@ -27,7 +33,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from cosalign.cosa import schemas, error_score, taxonomy
-from cosalign.data.configs import CHUNK_PROMPTS
+from cosalign.data.configs import CHUNK_PROMPTS, validate_protocol
 from cosalign.core.rng import derive_rng
 from cosalign.core.io import InputError, ParquetCursor
 
@@ -88,8 +94,10 @@ def _require(df: pd.DataFrame, columns, path) -> None:
             raise InputError(path, "missing column", field=col)
 
 
-def _pools(pool_df: pd.DataFrame, path="<pool>") -> dict[str, dict[tuple, list[tuple[str, str]]]]:
-    """prompt_id -> {(collapsed categories, addressed): [(response_id, response), ...] by id}.
+def _pools(pool_df: pd.DataFrame, path="<pool>",
+           protocol: str = "cosalign") -> dict[str, dict[tuple, list[tuple[str, str]]]]:
+    """prompt_id -> {(categories, addressed): [(response_id, response), ...] by id}, the categories
+    collapsed (protocol 'cosalign') or as judged ('paper', see the module docstring).
 
     pool_df: response_id, prompt_id, response, risk_categories, addressed, valid; an error names
     `path` and the row as pool_df's index label.
@@ -98,7 +106,9 @@ def _pools(pool_df: pd.DataFrame, path="<pool>") -> dict[str, dict[tuple, list[t
     for row in pool_df.itertuples():
         if not bool(row.valid):  # an unparseable judgment has no error score: it never pairs
             continue
-        cats = collapse_categories(_category_list(row.risk_categories, path, row.Index, "risk_categories"))
+        cats = _category_list(row.risk_categories, path, row.Index, "risk_categories")
+        if protocol == "cosalign":
+            cats = collapse_categories(cats)
         key = (tuple(cats), bool(row.addressed))
         pools.setdefault(row.prompt_id, {}).setdefault(key, []).append((row.response_id, row.response))
     for groups in pools.values():
@@ -107,13 +117,17 @@ def _pools(pool_df: pd.DataFrame, path="<pool>") -> dict[str, dict[tuple, list[t
     return pools
 
 
-def _config_pairs(groups, allowed, prompt_id, config_id, seed, max_chosen_error, max_pairs):
-    """The kept (chosen, rejected) group pairs for one config, each as (key, error, (id, text))."""
+def _config_pairs(groups, allowed, prompt_id, config_id, seed, max_chosen_error, max_pairs,
+                  protocol="cosalign"):
+    """The kept (chosen, rejected) group pairs for one config, each as (key, error, (id, text)),
+    the key's categories collapsed to Other Harms outside the training set."""
     scored = []
     for key in sorted(groups, key=lambda k: ([taxonomy.NAMES.index(c) for c in k[0]], k[1])):
         members = groups[key]
         rng = derive_rng(seed, "representative", prompt_id, config_id, "|".join(key[0]), key[1])
         rep = members[int(rng.integers(len(members)))]
+        if protocol == "paper":  # keyed as judged: collapse here, draw the text per pair below
+            key, rep = (tuple(collapse_categories(key[0])), key[1]), (key, members)
         scored.append((key, error_score.error_score(key[0], key[1], allowed), rep))
     scored.sort(key=lambda g: g[1])  # stable: ties keep the canonical key order
     pairs = []
@@ -125,7 +139,19 @@ def _config_pairs(groups, allowed, prompt_id, config_id, seed, max_chosen_error,
     if max_pairs is not None and len(pairs) > max_pairs:
         rng = derive_rng(seed, "cap", prompt_id, config_id)
         pairs = [pairs[j] for j in sorted(rng.choice(len(pairs), size=max_pairs, replace=False))]
+    if protocol == "paper":
+        pairs = [_draw_pair_texts(low, high, seed, prompt_id, config_id) for low, high in pairs]
     return pairs
+
+
+def _draw_pair_texts(low, high, seed, prompt_id, config_id):
+    """Under 'paper' every pair draws its own chosen and rejected text from its two groups (the
+    authors' random.choice per pair), seeded by the pair's identity."""
+    (low_key, low_members), (high_key, high_members) = low[2], high[2]
+    rng = derive_rng(seed, "pair", prompt_id, config_id, "|".join(low_key[0]), low_key[1],
+                     "|".join(high_key[0]), high_key[1])
+    return ((low[0], low[1], low_members[int(rng.integers(len(low_members)))]),
+            (high[0], high[1], high_members[int(rng.integers(len(high_members)))]))
 
 
 @dataclass
@@ -139,7 +165,8 @@ class _Batch:
     configs_path: str = "<configs>"
 
 
-def _batch_pairs(batch: _Batch, *, seed, max_chosen_error, max_pairs_per_config) -> pd.DataFrame:
+def _batch_pairs(batch: _Batch, *, seed, max_chosen_error, max_pairs_per_config,
+                 protocol="cosalign") -> pd.DataFrame:
     """The pairs of every config in the batch (PAIR_COLUMNS, not yet validated), sorted by
     prompt_id, config_id, then chosen error ascending."""
     configs = batch.configs
@@ -158,7 +185,7 @@ def _batch_pairs(batch: _Batch, *, seed, max_chosen_error, max_pairs_per_config)
                                  row=row, field="prompt_id")
         allowed = _category_list(cfg["allowed_categories"], batch.configs_path, row, "allowed_categories")
         for low, high in _config_pairs(groups, allowed, pid, cfg["config_id"], seed,
-                                       max_chosen_error, max_pairs_per_config):
+                                       max_chosen_error, max_pairs_per_config, protocol):
             rows.append({
                 "system_prompt": cfg["system_prompt"], "prompt": batch.text[pid],
                 "chosen": low[2][1], "rejected": high[2][1], "mode": cfg["mode"],
@@ -186,7 +213,7 @@ def _risks(labels: pd.DataFrame, path) -> dict:
 def build_pairs(pool_df: pd.DataFrame, configs_df: pd.DataFrame, prompts_df: pd.DataFrame, *,
                 seed: int, max_chosen_error: float = error_score.BETA,
                 max_pairs_per_config: int | None = None,
-                labels_df: pd.DataFrame | None = None) -> pd.DataFrame:
+                labels_df: pd.DataFrame | None = None, protocol: str = "cosalign") -> pd.DataFrame:
     """Error-scored preference pairs for every config in configs_df (a schemas.Preferences frame),
     in memory (the preferences stage streams the same rows from its files with iter_pairs).
 
@@ -194,10 +221,12 @@ def build_pairs(pool_df: pd.DataFrame, configs_df: pd.DataFrame, prompts_df: pd.
     judged responses; the config a response came from does not matter, the pool is per prompt);
     configs_df (schemas.Configs); prompts_df (prompt_id, prompt and, unless labels_df is given,
     risk_categories: the prompt's labelled risk set); max_pairs_per_config keeps a seeded subset;
-    max_chosen_error may only tighten beta (schemas.Preferences requires chosen_error < 3).
+    max_chosen_error may only tighten beta (schemas.Preferences requires chosen_error < 3);
+    protocol 'cosalign' or 'paper' (module docstring).
     Returns: PAIR_COLUMNS, sorted by prompt_id, config_id, then chosen error ascending.
     """
     _check_cap("max_pairs_per_config", max_pairs_per_config)
+    validate_protocol(protocol)
     _require(prompts_df, ("prompt_id", "prompt"), "<prompts>")
     labels = prompts_df if labels_df is None else labels_df
     label_path = "<prompts>" if labels_df is None else "<prompt_labels>"
@@ -206,10 +235,10 @@ def build_pairs(pool_df: pd.DataFrame, configs_df: pd.DataFrame, prompts_df: pd.
     _require(pool_df, _POOL_COLUMNS, "<pool>")
     text = dict(zip(prompts_df["prompt_id"], prompts_df["prompt"]))
     risks = _risks(labels.reset_index(drop=True), label_path)
-    batch = _Batch(configs=configs_df.reset_index(drop=True), pools=_pools(pool_df.reset_index(drop=True)),
-                   text=text, risks=risks)
+    batch = _Batch(configs=configs_df.reset_index(drop=True),
+                   pools=_pools(pool_df.reset_index(drop=True), protocol=protocol), text=text, risks=risks)
     out = _batch_pairs(batch, seed=seed, max_chosen_error=max_chosen_error,
-                       max_pairs_per_config=max_pairs_per_config)
+                       max_pairs_per_config=max_pairs_per_config, protocol=protocol)
     return schemas.validate(out, "preferences", "<preferences>")
 
 
@@ -256,7 +285,7 @@ def _rows_of(cursor: ParquetCursor, last, ids: set) -> pd.DataFrame:
     return rows
 
 
-def _file_batches(inputs: PairInputs, chunk_prompts: int):
+def _file_batches(inputs: PairInputs, chunk_prompts: int, protocol: str = "cosalign"):
     """Open the inputs (a missing file or column fails here) and return a generator of one _Batch
     per `chunk_prompts` prompts of configs, each reading only its prompts' rows of the other files."""
     rows = chunk_prompts * 4  # configs and responses have a few rows per prompt (4 modes, samples)
@@ -273,7 +302,7 @@ def _file_batches(inputs: PairInputs, chunk_prompts: int):
         while len(cfgs := configs.next_groups(chunk_prompts)):
             last, ids = cfgs["prompt_id"].iat[-1], set(cfgs["prompt_id"])
             pool = _judged(responses.until(last), judgments, inputs)
-            pools = _pools(pool[pool["prompt_id"].isin(ids)], inputs.judgments)
+            pools = _pools(pool[pool["prompt_id"].isin(ids)], inputs.judgments, protocol)
             text = _rows_of(prompts, last, set(pools))
             yield _Batch(configs=cfgs, pools=pools, text=dict(zip(text["prompt_id"], text["prompt"])),
                          risks=_risks(_rows_of(labels, last, set(pools)), inputs.labels),
@@ -284,7 +313,8 @@ def _file_batches(inputs: PairInputs, chunk_prompts: int):
 
 
 def iter_pairs(inputs: PairInputs, *, seed: int, max_chosen_error: float = error_score.BETA,
-               max_pairs_per_config: int | None = None, chunk_prompts: int = CHUNK_PROMPTS):
+               max_pairs_per_config: int | None = None, chunk_prompts: int = CHUNK_PROMPTS,
+               protocol: str = "cosalign"):
     """Yield build_pairs' rows (not yet validated) from the stage's files, one frame per
     `chunk_prompts` prompts of configs, reading only the columns pairing needs.
 
@@ -294,10 +324,12 @@ def iter_pairs(inputs: PairInputs, *, seed: int, max_chosen_error: float = error
     over the whole files (only valid judgments pool), however the prompts are chunked.
     """
     _check_cap("max_pairs_per_config", max_pairs_per_config)
+    validate_protocol(protocol)
     yielded = False
-    for batch in tqdm(_file_batches(inputs, chunk_prompts), desc="pairing", unit="chunk", disable=None):
+    batches = _file_batches(inputs, chunk_prompts, protocol)
+    for batch in tqdm(batches, desc="pairing", unit="chunk", disable=None):
         out = _batch_pairs(batch, seed=seed, max_chosen_error=max_chosen_error,
-                           max_pairs_per_config=max_pairs_per_config)
+                           max_pairs_per_config=max_pairs_per_config, protocol=protocol)
         if len(out):
             yielded = True
             yield out

@@ -26,7 +26,7 @@ import yaml
 from cosalign.cosa import taxonomy
 from cosalign.core import paths
 from cosalign.core.io import InputError
-from cosalign.core import rng
+from cosalign.core.rng import derive_rng
 from cosalign.cosa import config_text
 
 LOADERS = ("heldout", "hub_categorical", "hub_freeform")
@@ -110,8 +110,8 @@ def _pick(n_rows: int, k, seed: int, *identity) -> list[int]:
     """Row positions to keep: all when k is None/0 or >= n_rows, else k seeded, in file order."""
     if not k or k >= n_rows:
         return list(range(n_rows))
-    gen = rng.derive_rng(seed, *identity)
-    return sorted(int(i) for i in gen.choice(n_rows, size=k, replace=False))
+    rng = derive_rng(seed, *identity)
+    return sorted(int(i) for i in rng.choice(n_rows, size=k, replace=False))
 
 
 def _heldout_bucket(gold, allowed: set[str]) -> str:
@@ -144,7 +144,7 @@ def _load_heldout(spec: dict, prompts_df: pd.DataFrame, k, seed: int) -> pd.Data
         for r in test.itertuples(index=False):
             buckets[_heldout_bucket(r.gold_categories, set(allowed))].append(r)
         for b in BUCKETS:  # shuffle each bucket with its own RNG, then interleave round-robin
-            order = rng.derive_rng(seed, spec["name"], cfg["id"], b).permutation(len(buckets[b]))
+            order = derive_rng(seed, spec["name"], cfg["id"], b).permutation(len(buckets[b]))
             buckets[b] = [buckets[b][i] for i in order]
         picked = []
         while any(buckets.values()) and (not k or len(picked) < k):
