@@ -9,6 +9,7 @@ holding at most that many pairs.
 from collections import Counter
 
 from cosalign.cosa import schemas
+from cosalign.cosa.taxonomy import Taxonomy
 from cosalign.data.preferences import PairInputs, iter_pairs, sample_pairs
 from cosalign.core.stage import run_stage, stage_params, taken_from_registry
 
@@ -24,7 +25,8 @@ def main() -> None:
     p = stage_params("preferences")
     if taken_from_registry(p, "preferences"):
         return
-    chunks = iter_pairs(PairInputs(), seed=p["seed"], max_pairs_per_config=p.get("max_pairs_per_config"))
+    chunks = iter_pairs(PairInputs(), seed=p["seed"], max_pairs_per_config=p.get("max_pairs_per_config"),
+                        taxonomy=Taxonomy.load("data/taxonomy.json"))
     if p.get("max_pairs"):  # null or 0: every pair
         chunks = [sample_pairs(chunks, max_pairs=p["max_pairs"], seed=p["seed"])]
     modes = Counter()

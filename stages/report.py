@@ -5,6 +5,7 @@ import argparse
 import json
 
 from cosalign.core.params import section
+from cosalign.cosa.taxonomy import Taxonomy
 from cosalign.evaluation.report import run_report
 
 
@@ -15,6 +16,7 @@ def main() -> None:
     ap.add_argument("--metrics-out", default="reports/metrics.json")
     ap.add_argument("--report-out", default="reports/report.md")
     ap.add_argument("--plots-dir", default="reports/plots")
+    ap.add_argument("--taxonomy", default="data/taxonomy.json")
     args = ap.parse_args()
     models = list(section("evaluate").get("models") or {})
     r = section("report")
@@ -22,7 +24,7 @@ def main() -> None:
     metrics = run_report([f"{args.eval_dir}/{m}.parquet" for m in models],
                          items_out=args.items_out, metrics_out=args.metrics_out,
                          report_out=args.report_out, plots_dir=args.plots_dir,
-                         pngs=bool(r.get("png", True)))
+                         pngs=bool(r.get("png", True)), taxonomy=Taxonomy.load(args.taxonomy))
     print(json.dumps({m: {k: g["cosa_score"] for k, g in v.items()} for m, v in metrics.items()}))
 
 

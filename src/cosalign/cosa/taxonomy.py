@@ -139,17 +139,35 @@ class Taxonomy:
 
 
 PAPER = Taxonomy(CATEGORIES)  # the defaults the taxonomy stage starts from
+ARTIFACT = "data/taxonomy.json"  # where the taxonomy stage writes it (cosalign.core.paths)
+
+
+def for_command(path=None) -> Taxonomy:
+    """The taxonomy a command run outside the pipeline uses (`cosalign label`, `cosalign eval`):
+    the file at `path` when given, else the pipeline's data/taxonomy.json when present, else the
+    paper's defaults."""
+    if path is not None:
+        return Taxonomy.load(path)
+    return Taxonomy.load(ARTIFACT) if Path(ARTIFACT).exists() else PAPER
 
 
 def build(extra_categories=(), descriptions=None) -> Taxonomy:
     """The paper's taxonomy plus `extra_categories` ({name, description, seen}; always allowable),
     with `descriptions` ({name: text}) overriding any description. Order: paper seven, extras in
     the order given, Other Harms last. Bad entries raise ValueError naming the field."""
-    descriptions = dict(descriptions or {})
+    if extra_categories is None:
+        extra_categories = ()
+    if not isinstance(extra_categories, (list, tuple)):
+        raise ValueError(f"taxonomy.extra_categories: a list is required, got {extra_categories!r}")
+    if descriptions is None:
+        descriptions = {}
+    if not isinstance(descriptions, dict):
+        raise ValueError(f"taxonomy.descriptions: a mapping NAME: TEXT is required, got {descriptions!r}")
+    descriptions = dict(descriptions)
     paper = [c for c in CATEGORIES if c.name != OTHER]
     extras = []
     names = set(NAMES)
-    for i, e in enumerate(extra_categories or ()):
+    for i, e in enumerate(extra_categories):
         where = f"taxonomy.extra_categories[{i}]"
         if not isinstance(e, dict) or set(e) - {"name", "description", "seen"}:
             raise ValueError(f"{where}: expected a mapping with keys name, description, seen")

@@ -1,6 +1,7 @@
 """Synthetic categorical safety configs: sample an allowed set per prompt and render it as text.
 
-For a training prompt with risk set P and the seen categories T (taxonomy.SEEN), one of four modes
+For a training prompt with risk set P and the seen categories T (the taxonomy's `seen`, read from
+data/taxonomy.json by the configs stage), one of four modes
 draws an allowed set A, always a subset of T (docs/method.md, "Synthetic categorical configs"):
 
 - exact_match:  A = P ∩ T.
@@ -26,7 +27,8 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from cosalign.cosa import schemas, taxonomy
+from cosalign.cosa import schemas
+from cosalign.cosa.taxonomy import PAPER, Taxonomy
 from cosalign.core.io import InputError, ParquetCursor, read_parquet
 from cosalign.core.rng import derive_rng
 from cosalign.cosa.config_text import load_templates, render_config
@@ -49,13 +51,14 @@ def _random_subset(items: list[str], rng: np.random.Generator, min_size: int, ma
     return [items[i] for i in rng.choice(len(items), size=size, replace=False)]
 
 
-def sample_allowed(prompt_categories: list[str], mode: str, rng: np.random.Generator) -> list[str]:
-    """Draw the allowed set A (subset of taxonomy.SEEN, canonical order) for a prompt risk set P."""
+def sample_allowed(prompt_categories: list[str], mode: str, rng: np.random.Generator,
+                   taxonomy: Taxonomy = PAPER) -> list[str]:
+    """Draw the allowed set A (subset of `taxonomy.seen`, canonical order) for a prompt risk set P."""
     if mode not in MODES:
         raise ValueError(f"unknown config mode {mode!r}; known: {list(MODES)}")
     prompt = set(taxonomy.canonical_order(prompt_categories))  # also rejects unknown names
-    seen_risks = [c for c in taxonomy.SEEN if c in prompt]
-    rest = [c for c in taxonomy.SEEN if c not in prompt]
+    seen_risks = [c for c in taxonomy.seen if c in prompt]
+    rest = [c for c in taxonomy.seen if c not in prompt]
     if mode == "safe":
         return []
     if mode == "exact_match":
@@ -67,7 +70,7 @@ def sample_allowed(prompt_categories: list[str], mode: str, rng: np.random.Gener
     if not prompt:
         return []
     if not seen_risks:  # only unseen / Other Harms risks: every seen-only set misses one of them
-        return taxonomy.canonical_order(_random_subset(list(taxonomy.SEEN), rng, 0, len(taxonomy.SEEN)))
+        return taxonomy.canonical_order(_random_subset(list(taxonomy.seen), rng, 0, len(taxonomy.seen)))
     kept = _random_subset(seen_risks, rng, 0, len(seen_risks) - 1)
     extra = _random_subset(rest, rng, 0, len(rest))
     return taxonomy.canonical_order(kept + extra)
@@ -141,7 +144,7 @@ def _check_sampling(modes, configs_per_mode) -> None:
         raise ValueError(f"configs_per_mode must be a positive int, got {configs_per_mode!r}")
 
 
-def _prompt_configs(label, modes, configs_per_mode, seed, templates) -> list[dict]:
+def _prompt_configs(label, modes, configs_per_mode, seed, templates, taxonomy: Taxonomy) -> list[dict]:
     """The config rows of one training label (prompt_id, risk_categories), in output order."""
     rows = []
     risk_free = not label.risk_categories
@@ -154,7 +157,7 @@ def _prompt_configs(label, modes, configs_per_mode, seed, templates) -> list[dic
             mode, draws, emitted_safe = "safe", range(1), True
         for k in draws:
             rng = derive_rng(seed, label.prompt_id, mode, k)
-            allowed = sample_allowed(label.risk_categories, mode, rng)
+            allowed = sample_allowed(label.risk_categories, mode, rng, taxonomy)
             template = templates[int(rng.integers(len(templates)))]
             rows.append({
                 "config_id": f"{label.prompt_id}-{mode}-{k}",
@@ -162,7 +165,7 @@ def _prompt_configs(label, modes, configs_per_mode, seed, templates) -> list[dic
                 "mode": mode,
                 "allowed_categories": allowed,
                 "template_id": template["id"],
-                "system_prompt": render_config(template, allowed),
+                "system_prompt": render_config(template, allowed, taxonomy),
             })
     return rows
 
@@ -175,9 +178,11 @@ def _configs_frame(rows: list[dict]) -> pd.DataFrame:
 
 
 def iter_configs(label_chunks, *, modes: list[str], configs_per_mode: int, seed: int,
-                 template_kind: str = "train", templates: list[dict] | None = None):
+                 template_kind: str = "train", templates: list[dict] | None = None,
+                 taxonomy: Taxonomy = PAPER):
     """Yield the configs (schemas.Configs columns, not yet validated) of each chunk of training
-    labels (frames with prompt_id and risk_categories, as _training_labels returns them).
+    labels (frames with prompt_id and risk_categories, as _training_labels returns them), drawn
+    from `taxonomy`'s seen categories and rendered with its descriptions.
 
     Each chunk's frame holds the configs of its prompts in label order, so chunks in prompt_id
     order give sample_configs' order, and a prompt's configs never straddle two frames. Chunks
@@ -191,7 +196,7 @@ def iter_configs(label_chunks, *, modes: list[str], configs_per_mode: int, seed:
     with tqdm(desc="configs", unit="prompt", disable=None) as bar:  # silent when not a TTY
         for labels in label_chunks:
             rows = [row for label in labels.itertuples(index=False)
-                    for row in _prompt_configs(label, modes, configs_per_mode, seed, templates)]
+                    for row in _prompt_configs(label, modes, configs_per_mode, seed, templates, taxonomy)]
             bar.update(len(labels))
             if rows:
                 yielded = True
@@ -202,7 +207,7 @@ def iter_configs(label_chunks, *, modes: list[str], configs_per_mode: int, seed:
 
 def sample_configs(prompts_df: pd.DataFrame, labels_df: pd.DataFrame, *, modes: list[str],
                    configs_per_mode: int, seed: int, template_kind: str = "train",
-                   templates: list[dict] | None = None) -> pd.DataFrame:
+                   templates: list[dict] | None = None, taxonomy: Taxonomy = PAPER) -> pd.DataFrame:
     """Sample `configs_per_mode` configs per (training prompt, mode) and render them, in memory
     (the configs stage streams the same rows with training_label_chunks and iter_configs).
 
@@ -218,6 +223,6 @@ def sample_configs(prompts_df: pd.DataFrame, labels_df: pd.DataFrame, *, modes: 
         raise InputError("<prompts>", "missing column", field="prompt_id")
     labels = _training_labels(labels_df.reset_index(drop=True), set(prompts_df["prompt_id"]))
     chunks = iter_configs([labels], modes=modes, configs_per_mode=configs_per_mode, seed=seed,
-                          template_kind=template_kind, templates=templates)
+                          template_kind=template_kind, templates=templates, taxonomy=taxonomy)
     out = pd.concat(list(chunks), ignore_index=True)
     return schemas.validate(out, "configs", "<configs>")

@@ -20,6 +20,7 @@ import pandas as pd
 
 from cosalign.cosa import cosa_score as M
 from cosalign.cosa import schemas
+from cosalign.cosa.taxonomy import PAPER, Taxonomy
 from cosalign.core.io import InputError, read_parquet, write_json, write_parquet, write_text
 
 MODEL_ORDER = ("base_ica", "base_ica_5shot", "base_cascade", "base_cascade_oracle", "sft",
@@ -229,10 +230,12 @@ def write_report(items: pd.DataFrame, metrics: dict, out_md: str | Path, plots_d
         write_pngs(per, breakdown, plots_dir)
 
 
-def run_report(eval_paths, *, items_out, metrics_out, report_out, plots_dir, pngs=True) -> dict:
-    """The report stage: merge, aggregate, write everything; returns the metrics."""
+def run_report(eval_paths, *, items_out, metrics_out, report_out, plots_dir, pngs=True,
+               taxonomy: Taxonomy = PAPER) -> dict:
+    """The report stage: merge, aggregate (violations per category of `taxonomy`), write
+    everything; returns the metrics."""
     items = merge_eval(eval_paths)
-    metrics = M.aggregate(items)
+    metrics = M.aggregate(items, taxonomy)
     write_parquet(items, items_out)
     write_json(metrics, metrics_out)
     write_report(items, metrics, report_out, plots_dir, pngs=pngs)
