@@ -71,10 +71,6 @@ def canonical_order(categories) -> list[str]:
     return [n for n in NAMES if n in wanted]
 
 
-def categories_as_dicts() -> list[dict]:
-    return [asdict(c) for c in CATEGORIES]
-
-
 @dataclass(frozen=True)
 class Taxonomy:
     """An ordered set of risk categories: the paper's seven, any extras, then Other Harms last."""
