@@ -135,16 +135,18 @@ class Taxonomy:
 
 
 PAPER = Taxonomy(CATEGORIES)  # the defaults the taxonomy stage starts from
-ARTIFACT = "data/taxonomy.json"  # where the taxonomy stage writes it (cosalign.core.paths)
 
 
 def for_command(path=None) -> Taxonomy:
     """The taxonomy a command run outside the pipeline uses (`cosalign label`, `cosalign eval`):
     the file at `path` when given, else the pipeline's data/taxonomy.json when present, else the
     paper's defaults."""
+    from cosalign.core.paths import ALL
+
     if path is not None:
         return Taxonomy.load(path)
-    return Taxonomy.load(ARTIFACT) if Path(ARTIFACT).exists() else PAPER
+    artifact = Path(ALL["taxonomy"].path)
+    return Taxonomy.load(artifact) if artifact.exists() else PAPER
 
 
 def build(extra_categories=(), descriptions=None) -> Taxonomy:
