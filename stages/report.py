@@ -7,6 +7,7 @@ import argparse
 import json
 
 from cosalign.core.params import require, section
+from cosalign.cosa.taxonomy import Taxonomy
 from cosalign.evaluation.report import run_report
 
 
@@ -18,6 +19,7 @@ def main() -> None:
     ap.add_argument("--breakdown-out", default="reports/breakdown.json")
     ap.add_argument("--report-out", default="reports/report.md")
     ap.add_argument("--plots-dir", default="reports/plots")
+    ap.add_argument("--taxonomy", default="data/taxonomy.json")
     args = ap.parse_args()
     evaluate = section("evaluate")
     models = list(evaluate.get("models") or {})
@@ -29,7 +31,7 @@ def main() -> None:
                          items_out=args.items_out, metrics_out=args.metrics_out,
                          report_out=args.report_out, plots_dir=args.plots_dir,
                          breakdown_out=args.breakdown_out, seed=seed, baseline=baseline,
-                         pngs=bool(r.get("png", True)))
+                         pngs=bool(r.get("png", True)), taxonomy=Taxonomy.load(args.taxonomy))
     print(json.dumps({m: {k: g["cosa_score"] for k, g in v.items()} for m, v in metrics.items()}))
 
 

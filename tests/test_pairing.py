@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pytest
 
@@ -420,6 +422,7 @@ def test_preferences_stage_streams_the_same_rows(tmp_path, monkeypatch, repo_roo
     inputs = write_inputs(tmp_path / "data", pool_df, cfgs, prompt_df, labels)
     assert inputs.prompts.endswith("data/prompts.parquet") and "prompt_labels" not in inputs.labels
     (tmp_path / "data" / "labels.parquet").rename(tmp_path / "data" / "prompt_labels.parquet")
+    (tmp_path / "data" / "taxonomy.json").write_text(json.dumps({"categories": taxonomy.PAPER.as_dicts()}))
     params = {"preferences": {"source": "pipeline", "seed": 3, "max_pairs_per_config": None,
                               "max_pairs": max_pairs}}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))

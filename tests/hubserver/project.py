@@ -83,7 +83,7 @@ def make_project(root: Path, models: bool = True) -> Path:
              "eval_items": "reports/eval_items.parquet"}
     for name, df in datasets().items():
         write_parquet(df, root / paths[name])
-    write_json({"categories": taxonomy.categories_as_dicts()}, root / "data/taxonomy.json")
+    write_json({"categories": taxonomy.PAPER.as_dicts()}, root / "data/taxonomy.json")
     if models:
         make_tiny_model(root / "models/sft", seed=0)
         make_tiny_model(root / "models/dpo", seed=1)

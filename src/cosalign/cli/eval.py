@@ -34,6 +34,9 @@ def add_arguments(p) -> None:
     p.add_argument("--cascade", default=None, choices=["self", "oracle"])
     p.add_argument("--out", default=None, help="write the judged items here (parquet)")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    p.add_argument("--taxonomy", default=None, metavar="PATH",
+                   help="taxonomy.json of the categories (default: data/taxonomy.json when present, "
+                        "else the paper's)")
 
 
 def _judge_params(name: str, options: list[str]) -> dict:
@@ -75,26 +78,28 @@ def run(args) -> int:
     from cosalign.models.generation import GenerationSettings
     from cosalign.core.io import read_parquet, write_parquet
     from cosalign.judges.base import make_judge
+    from cosalign.cosa import taxonomy
 
-    spec = benchmarks.load_spec(args.benchmark)
+    tax = taxonomy.for_command(args.taxonomy)
+    spec = benchmarks.load_spec(args.benchmark, taxonomy=tax)
     prompts = read_parquet(args.prompts) if spec["loader"] == "heldout" else None
     items = benchmarks.load_benchmark(
         args.benchmark, path_or_id=args.benchmark_path, revision=args.revision,
         prompts_per_config=args.prompts_per_config, seed=args.seed, prompts_df=prompts,
-        config_ids=args.config_id)
+        config_ids=args.config_id, taxonomy=tax)
     settings = GenerationSettings(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
                                   top_p=1.0, batch_size=args.batch_size, seed=args.seed)
-    fewshot = evaluate.load_fewshot(args.fewshot) if args.fewshot else None
+    fewshot = evaluate.load_fewshot(args.fewshot, tax) if args.fewshot else None
     options = {"revision": args.model_revision} if args.model_revision else {}
     out = evaluate.evaluate_model(
-        args.name or args.model, args.model, items, make_judge(_judge_params(args.judge, args.judge_option)),
+        args.name or args.model, args.model, items, make_judge(_judge_params(args.judge, args.judge_option), tax),
         settings, backend=args.backend, generator_options=options, fewshot=fewshot,
-        cascade=args.cascade)
+        cascade=args.cascade, taxonomy=tax)
     schemas.validate(out, "eval_items", args.out or "<eval items>")
     if args.out:
         write_parquet(out, args.out)
     # Scores with their 95% intervals (seeded by --seed) and, for one model, no paired differences.
-    metrics, breakdown = cosa_score.with_intervals(out, seed=args.seed, baseline=None)
+    metrics, breakdown = cosa_score.with_intervals(out, seed=args.seed, baseline=None, taxonomy=tax)
     result = {m: {k: {**g, **breakdown[m][k]} for k, g in per.items()} for m, per in metrics.items()}
     print(json.dumps(result, indent=2) if args.json else metrics_table(result), file=sys.stdout)
     return 0
