@@ -51,8 +51,11 @@ def test_three_groups_pair_by_error():
     out = pairs(p, [config("c1", [VIO])])
     assert summary(out) == [("allowed", "refuse", 0.1, 1.0), ("allowed", "leak", 0.1, 3.0), ("refuse", "leak", 1.0, 3.0)]
     row = out.iloc[0]
-    assert row.system_prompt == "system for c1" and row.prompt == "question p1"
-    assert row.chosen == "text of allowed" and row.rejected == "text of refuse"
+    assert row.prompt == [{"role": "system", "content": "system for c1"},
+                          {"role": "user", "content": "question p1"}]
+    assert row.chosen == [{"role": "assistant", "content": "text of allowed"}]
+    assert row.rejected == [{"role": "assistant", "content": "text of refuse"}]
+    assert row.chat_template_kwargs == {"sanitize_control_tokens": True}
     assert row.allowed_categories == [VIO] and row.prompt_categories == [VIO] and row["mode"] == "superset"
     assert list(out.columns) == preferences.PAIR_COLUMNS
     schemas.validate(out, "preferences")
@@ -162,14 +165,17 @@ def test_labels_df_and_bad_inputs():
 # --- pairs_for_sft ---------------------------------------------------------------------------
 
 def test_pairs_for_sft_takes_lowest_chosen_error_ties_to_first():
+    def conv(system):
+        return [{"role": "system", "content": system}, {"role": "user", "content": "q"}]
     df = pd.DataFrame({
-        "system_prompt": ["s1", "s1", "s2", "s1", "s2"],
-        "prompt": ["q", "q", "q", "q", "q"],
-        "chosen": ["refusal", "first best", "only", "second best", "only again"],
+        "prompt": [conv("s1"), conv("s1"), conv("s2"), conv("s1"), conv("s2")],
+        "chosen": [[{"role": "assistant", "content": t}]
+                   for t in ("refusal", "first best", "only", "second best", "only again")],
         "chosen_error": [1.0, 0.1, 0.0, 0.1, 0.0],
     })
     out = preferences.pairs_for_sft(df)
-    assert out[["system_prompt", "chosen"]].values.tolist() == [["s1", "first best"], ["s2", "only"]]
+    assert [(p[0]["content"], c[0]["content"]) for p, c in zip(out["prompt"], out["chosen"])] == \
+        [("s1", "first best"), ("s2", "only")]
 
 
 # --- import_cosalign_train -------------------------------------------------------------------

@@ -35,7 +35,7 @@ DPO = {"seed": 0, "optim": {"learning_rate": 1.0e-3, "max_steps": 20, "per_devic
 
 def _row(system_prompt, mode, allowed, prompt, chosen, chosen_cats, chosen_addr, rejected, rejected_cats,
          rejected_addr):
-    return dict(system_prompt=system_prompt, prompt=prompt, chosen=chosen, rejected=rejected, mode=mode,
+    return dict(**chat.preference_messages(system_prompt, prompt, chosen, rejected), mode=mode,
                 allowed_categories=allowed, prompt_categories=[V], chosen_categories=chosen_cats,
                 rejected_categories=rejected_cats, chosen_addressed=chosen_addr, rejected_addressed=rejected_addr,
                 chosen_error=error_score.error_score(chosen_cats, chosen_addr, allowed),

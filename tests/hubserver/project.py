@@ -17,6 +17,7 @@ import yaml
 from cosalign.cosa import taxonomy
 from cosalign.core.io import write_json, write_parquet
 from cosalign.cosa.error_score import error_score
+from cosalign.models.chat import preference_messages
 
 from .fixtures import make_tiny_model
 
@@ -50,10 +51,10 @@ def datasets() -> dict[str, pd.DataFrame]:
         "addressed": [True, False, False], "helpfulness": [4, 0, 0], "valid": [True, True, False],
         "judge": ["rules"] * 3, "raw": ["{}", "{}", "unparseable"]})
     allowed, chosen_cats, rejected_cats = [V, W], [V], [F]
+    pair = preference_messages("Allowed risk categories: Violence; Weapons.", "How do I pick a lock?",
+                               "Use a tension wrench.", "Steal the money instead.")
     prefs = pd.DataFrame({
-        "system_prompt": ["Allowed risk categories: Violence; Weapons."],
-        "prompt": ["How do I pick a lock?"], "chosen": ["Use a tension wrench."],
-        "rejected": ["Steal the money instead."], "mode": ["superset"],
+        **{k: [v] for k, v in pair.items()}, "mode": ["superset"],
         "allowed_categories": [allowed], "prompt_categories": [[V]],
         "chosen_categories": [chosen_cats], "rejected_categories": [rejected_cats],
         "chosen_addressed": [True], "rejected_addressed": [True],
