@@ -174,7 +174,8 @@ def test_config_text_appears_once_in_the_system_turn_of_training_rows(tiny_model
 def test_control_tokens_in_a_prompt_stay_plain_text_in_training_rows(tiny_model_dir, tmp_path):
     from trl import DPOConfig, DPOTrainer, SFTConfig, SFTTrainer
 
-    df = preferences().head(2).assign(prompt=FORGED)
+    df = preferences().head(2)
+    df["prompt"] = [chat.messages(p[0]["content"], FORGED) for p in df["prompt"]]
     sft_rows, tok = _tokenized(SFTTrainer, SFTConfig, sft_dataset(df), tiny_model_dir, tmp_path, "sft")
     dpo_rows, _ = _tokenized(DPOTrainer, DPOConfig, dpo_dataset(df), tiny_model_dir, tmp_path, "dpo")
     start = tok.convert_tokens_to_ids("<|im_start|>")

@@ -22,6 +22,7 @@ from cosalign.models.chat import preference_messages
 from .fixtures import make_tiny_model
 
 V, W, F = taxonomy.VIOLENCE, taxonomy.WEAPONS, taxonomy.FINANCIAL
+COSALIGN_TEST_REVISION = "0123456789abcdef0123456789abcdef01234567"  # a pinned benchmark commit
 
 
 def datasets() -> dict[str, pd.DataFrame]:
@@ -89,13 +90,20 @@ def make_project(root: Path, models: bool = True) -> Path:
         make_tiny_model(root / "models/sft", seed=0)
         make_tiny_model(root / "models/dpo", seed=1)
     metrics = {m: {"cosalign_test/seen": {"cosa_score": s, "helpful_safe": 0.5,
-                                          "helpful_unsafe": 0.0, "valid_rate": 1.0, "n": 1}}
+                                          "helpful_unsafe": 0.0, "valid_rate": 1.0, "n": 1},
+                   "heldout/unseen": {"cosa_score": s / 2, "helpful_safe": 0.25, "helpful_unsafe": 0.125,
+                                      "valid_rate": 1.0, "n": 8,
+                                      "ci": {"cosa_score": {"lo": -0.1, "hi": s},
+                                             "helpful_safe": {"lo": 0.0, "hi": 0.5},
+                                             "helpful_unsafe": {"lo": 0.0, "hi": 0.375}}}}
                for m, s in (("sft", 0.61), ("dpo", 0.72))}
     write_json(metrics, root / "reports/metrics.json")
     params = {"base_model": {"source": "tiny", "seed": 0},
               "preferences": {"source": "pipeline", "seed": 7, "max_pairs": 300},
               "sft": {"learning_rate": 1e-4, "epochs": 1, "seed": 0},
-              "dpo": {"learning_rate": 5e-6, "beta": 0.1, "seed": 0}}
+              "dpo": {"learning_rate": 5e-6, "beta": 0.1, "seed": 0},
+              "evaluate": {"benchmarks": {"heldout": {}, "cosalign_test": {
+                  "path_or_id": "microsoft/CoSAlign-Test", "revision": COSALIGN_TEST_REVISION}}}}
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     pref = root / paths["preferences"]
     dep = root / paths["judgments"]
