@@ -24,7 +24,7 @@ def git(cwd: Path, *args: str) -> None:
 
 
 def new_repo(path: Path) -> Path:
-    path.mkdir(parents=True)
+    (path / "data").mkdir(parents=True)  # `dvc import -o data/...` needs the folder
     git(path, "init", "-q")
     dvc(path, "init", "-q")
     git(path, "commit", "-qm", "dvc init")
