@@ -38,15 +38,17 @@ from cosalign.cosa.taxonomy import OTHER, PAPER, Taxonomy
 from cosalign.data.configs import CHUNK_PROMPTS, validate_protocol
 from cosalign.core.rng import derive_rng
 from cosalign.core.io import InputError, ParquetCursor
+from cosalign.models.chat import preference_messages
 
+# TRL's conversational preference format first (prompt = [system config, user], chosen / rejected =
+# [assistant], chat_template_kwargs), then the CoSA metadata (arXiv 2410.08968, Sec. 4).
 PAIR_COLUMNS = [
-    "system_prompt", "prompt", "chosen", "rejected", "mode", "allowed_categories",
+    "prompt", "chosen", "rejected", "chat_template_kwargs", "mode", "allowed_categories",
     "prompt_categories", "chosen_categories", "rejected_categories", "chosen_addressed",
     "rejected_addressed", "chosen_error", "rejected_error", "prompt_id", "config_id",
     "chosen_response_id", "rejected_response_id",
 ]
-_STR = ["system_prompt", "prompt", "chosen", "rejected", "mode", "prompt_id", "config_id",
-        "chosen_response_id", "rejected_response_id"]
+_STR = ["mode", "prompt_id", "config_id", "chosen_response_id", "rejected_response_id"]
 _POOL_COLUMNS = ("response_id", "prompt_id", "config_id", "response", "risk_categories", "addressed", "valid")
 _CONFIG_COLUMNS = ("config_id", "prompt_id", "mode", "allowed_categories", "system_prompt")
 
@@ -183,8 +185,8 @@ def _batch_pairs(batch: _Batch, *, seed, max_chosen_error, max_pairs_per_config,
         for low, high in _config_pairs(groups, allowed, pid, cfg["config_id"], seed,
                                        max_chosen_error, max_pairs_per_config, batch.taxonomy, protocol):
             rows.append({
-                "system_prompt": cfg["system_prompt"], "prompt": batch.text[pid],
-                "chosen": low[2][1], "rejected": high[2][1], "mode": cfg["mode"],
+                **preference_messages(cfg["system_prompt"], batch.text[pid], low[2][1], high[2][1]),
+                "mode": cfg["mode"],
                 "allowed_categories": list(allowed), "prompt_categories": list(batch.risks[pid]),
                 "chosen_categories": list(low[0][0]), "rejected_categories": list(high[0][0]),
                 "chosen_addressed": low[0][1], "rejected_addressed": high[0][1],
@@ -369,16 +371,46 @@ def sample_pairs(chunks, *, max_pairs: int, seed: int) -> pd.DataFrame:
     return _frame([row for _, _, row in kept], columns or PAIR_COLUMNS)
 
 
-def pairs_for_sft(pref_df: pd.DataFrame) -> pd.DataFrame:
-    """One row per unique (system_prompt, prompt): the lowest chosen_error, ties to the first row.
+def _prompt_key(prompt_msgs) -> tuple:
+    return tuple((m["role"], m["content"]) for m in prompt_msgs)
 
-    Rows come out in the order each (system_prompt, prompt) first appears; index reset.
+
+def pairs_for_sft(pref_df: pd.DataFrame) -> pd.DataFrame:
+    """One row per unique conversational prompt (config + user turn): the lowest chosen_error,
+    ties to the first row.
+
+    Rows come out in the order each prompt first appears; index reset.
     """
     df = pref_df.reset_index(drop=True)
-    first_seen = df.groupby(["system_prompt", "prompt"], sort=False).ngroup()
+    key = pd.Series([_prompt_key(p) for p in df["prompt"]], index=df.index)
+    first_seen = key.groupby(key, sort=False).ngroup()
     best = df.assign(_group=first_seen).sort_values(["_group", "chosen_error"], kind="stable")
     best = best.drop_duplicates("_group", keep="first")
     return best.drop(columns="_group").reset_index(drop=True)
+
+
+SFT_COLUMNS = ["prompt", "completion", "chat_template_kwargs", "mode", "allowed_categories",
+               "prompt_categories", "completion_categories", "completion_addressed", "completion_error",
+               "prompt_id", "config_id", "response_id"]
+
+
+def sft_view(pref_df: pd.DataFrame) -> pd.DataFrame:
+    """The SFT rows of a preferences frame in TRL's conversational prompt-completion format.
+
+    Per prompt (pairs_for_sft) the best chosen answer becomes `completion`, so TRL's
+    completion_only_loss puts the loss on the answer only; metadata columns are renamed from
+    chosen_* to completion_*. Published as the `sft` config of NS/cosalign-preferences.
+    """
+    best = pairs_for_sft(pref_df)
+    out = pd.DataFrame({
+        "prompt": best["prompt"], "completion": best["chosen"],
+        "chat_template_kwargs": best["chat_template_kwargs"], "mode": best["mode"],
+        "allowed_categories": best["allowed_categories"], "prompt_categories": best["prompt_categories"],
+        "completion_categories": best["chosen_categories"], "completion_addressed": best["chosen_addressed"],
+        "completion_error": best["chosen_error"]})
+    for col, src in (("prompt_id", "prompt_id"), ("config_id", "config_id"), ("response_id", "chosen_response_id")):
+        out[col] = best[src].astype(str) if src in best else ""
+    return out[SFT_COLUMNS]
 
 
 # --- microsoft/CoSAlign-Train -------------------------------------------------------------------
@@ -494,8 +526,8 @@ def import_cosalign_train(df: pd.DataFrame, *, path="<CoSAlign-Train>", on_misma
             dropped += 1
             continue
         rows.append({
-            "system_prompt": str(row["system_prompt"]), "prompt": str(row["prompt"]),
-            "chosen": str(row["chosen_response"]), "rejected": str(row["rejected_response"]),
+            **preference_messages(str(row["system_prompt"]), str(row["prompt"]),
+                                  str(row["chosen_response"]), str(row["rejected_response"])),
             "mode": mode, "allowed_categories": allowed, "prompt_categories": prompt_cats,
             "chosen_categories": chosen_cats, "rejected_categories": rejected_cats,
             "chosen_addressed": chosen_addr, "rejected_addressed": rejected_addr,
