@@ -277,7 +277,7 @@ def test_pull_rejects_data_breaking_its_schema(world):
     target = world["tmp"] / "invalid"
     target.mkdir()
     proc = cli(["pull", "evil/cosalign-preferences", "--revision", sha], env, target, check=False)
-    assert proc.returncode == 2 and "against schema 'preferences'" in proc.stderr
+    assert proc.returncode == 2 and "(schema preferences)" in proc.stderr
     assert "must equal the error formula" in proc.stderr and "preferences.parquet" in proc.stderr
     assert not (target / "data/preferences.parquet").exists()
 
