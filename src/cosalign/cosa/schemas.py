@@ -22,6 +22,7 @@ import math
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 with warnings.catch_warnings():
@@ -201,7 +202,7 @@ class Judgments(_Base):
     @row_check("an invalid verdict has helpfulness 0, addressed false and no categories",
                "valid", "helpfulness", "addressed", "risk_categories")
     def invalid_is_empty(cls, df: pd.DataFrame) -> pd.Series:
-        empty = [h == 0 and a is False and isinstance(c, list) and not c for h, a, c in
+        empty = [h == 0 and not a and isinstance(c, list) and not c for h, a, c in
                  zip(df["helpfulness"].tolist(), df["addressed"].tolist(), df["risk_categories"].tolist())]
         return df["valid"].astype(bool) | pd.Series(empty, index=df.index)
 
@@ -305,8 +306,14 @@ SCHEMAS: dict[str, type[pa.DataFrameModel]] = {
 }
 
 
+class _Shown(str):
+    """A value already formatted for a failure line (several columns' values joined)."""
+
+
 def _short(value) -> str:
-    text = repr(value)  # quotes show an empty or blank string; newlines stay escaped
+    if isinstance(value, np.generic):
+        value = value.item()  # 5, not np.int64(5)
+    text = value if isinstance(value, _Shown) else repr(value)  # quotes show a blank string
     return text if len(text) <= MAX_VALUE else text[:MAX_VALUE - 3] + "..."
 
 
@@ -341,14 +348,18 @@ def _failures(exc: SchemaErrors, df: pd.DataFrame) -> list[dict]:
             columns = _ROW_CHECK_COLUMNS[check]
             if (row, check) in seen or any(c not in df.columns for c in columns):
                 continue  # a missing column is reported once, as such
-            value = " | ".join(_short(df.at[row - 1, c]) for c in columns if c in df.columns) \
-                if row is not None else rec.get("failure_case")
+            if row is not None:  # the values the check read, each shown as _short shows one
+                value = _Shown(" | ".join(_short(df.at[row - 1, c]) for c in columns))
+            else:
+                value = rec.get("failure_case")
         else:
             column = rec.get("column")
             if rec.get("schema_context") == "DataFrameSchema" and check == "column_in_dataframe":
                 column, value = rec.get("failure_case"), "missing column"
             else:
                 value = rec.get("failure_case")
+            if check.startswith("dtype("):  # dtype('object') -> must have dtype object
+                check = f"must have dtype {check[6:-1].strip(chr(39))}"
             columns = (str(column),)
         seen.add((row, check))
         out.append({"row": row, "check": check, "columns": columns, "value": value})
