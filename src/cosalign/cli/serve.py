@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,6 +36,13 @@ def run(args) -> int:
     if args.debug_echo_prompt:
         print("warning: --debug-echo-prompt returns each safety config's text to callers",
               file=sys.stderr)
+    from cosalign.core.io import InputError
+
+    model = Path(args.model)
+    if not model.exists() and (model.is_absolute() or args.model.startswith((".", "~"))
+                               or len(model.parts) != 2):  # a path, not a Hub id NS/NAME
+        raise InputError(args.model, "model folder does not exist (--model: a checkpoint folder "
+                                     "or a Hub id NS/NAME)")
     try:
         app = create_app(args.model, args.keys, args.configs_dir, backend=args.backend,
                          max_new_tokens=args.max_new_tokens, served_model_name=args.served_model_name,
@@ -45,6 +53,10 @@ def run(args) -> int:
             raise
         print("error: --backend vllm needs vLLM (GPU machines: pip install 'cosalign[paper]')",
               file=sys.stderr)
+        return 2
+    except OSError as exc:  # transformers: no such folder, not a checkpoint, unknown Hub id
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        print(f"error: {args.model}: cannot load the model: {reason}", file=sys.stderr)
         return 2
     uvicorn.run(app, host=args.host, port=args.port, log_level="info")
     return 0
