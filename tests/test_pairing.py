@@ -436,3 +436,13 @@ def test_preferences_stage_streams_the_same_rows(tmp_path, monkeypatch, repo_roo
     first = (tmp_path / "data" / "preferences.parquet").read_bytes()
     main()
     assert (tmp_path / "data" / "preferences.parquet").read_bytes() == first  # deterministic
+
+
+def test_pairing_never_makes_a_pair_the_schema_refuses():
+    """Issue 16: an empty answer is no training target, and the same text judged twice
+    differently is no preference; schemas.Preferences refuses both, so pairing skips them."""
+    p = pool(("r1", [VIO], True), ("r2", [], False), ("r3", [PRI], True), ("r4", [], False, True),
+             prompt_id="p1")
+    p["response"] = ["Sure, here is how.", "  ", "Sure, here is how.", "I can't help with that."]
+    out = pairs(p, [config("c1", [VIO])])
+    assert {(r.chosen_response_id, r.rejected_response_id) for r in out.itertuples()} == {("r1", "r4"), ("r4", "r3")}

@@ -91,6 +91,8 @@ def _pools(pool_df: pd.DataFrame, path="<pool>") -> dict[str, dict[tuple, list[t
     for row in pool_df.itertuples():
         if not bool(row.valid):  # an unparseable judgment has no error score: it never pairs
             continue
+        if not isinstance(row.response, str) or not row.response.strip():
+            continue  # an empty answer is no training target (schemas.Preferences refuses it)
         cats = collapse_categories(_category_list(row.risk_categories, path, row.Index, "risk_categories"))
         key = (tuple(cats), bool(row.addressed))
         pools.setdefault(row.prompt_id, {}).setdefault(key, []).append((row.response_id, row.response))
@@ -113,7 +115,8 @@ def _config_pairs(groups, allowed, prompt_id, config_id, seed, max_chosen_error,
     for i, low in enumerate(scored):
         for high in scored[i + 1:]:
             # equal errors never pair; a chosen answer at or above the cap carries a disallowed risk
-            if low[1] < high[1] and low[1] < max_chosen_error:
+            # the same text judged twice differently is no preference (schemas.Preferences)
+            if low[1] < high[1] and low[1] < max_chosen_error and low[2][1] != high[2][1]:
                 pairs.append((low, high))
     if max_pairs is not None and len(pairs) > max_pairs:
         rng = derive_rng(seed, "cap", prompt_id, config_id)
