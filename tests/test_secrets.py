@@ -13,7 +13,7 @@ import pytest
 from openai_server import OpenAIServer
 from secret_scan import leaks
 
-from cosalign.core.redact import MARK, redact
+MARK = "[redacted]"  # what cosalign.core.redact.redact puts in a secret's place
 
 KEY = "sk-proj-" + hashlib.sha256(b"issue 16 echo").hexdigest()[:40]  # built here, never a literal
 HF = "hf_" + hashlib.sha256(b"issue 16 hub").hexdigest()[:34]
@@ -78,12 +78,16 @@ def test_a_completion_that_quotes_the_key_is_cached_and_recorded_redacted(tmp_pa
     ("an OpenAI key sk-abcdefghijklmnopqrstuvwx here", "an OpenAI key "),
 ])
 def test_redact_removes_what_credentials_look_like(text, kept):
+    from cosalign.core.redact import redact
+
     out = redact(text)
     assert out.startswith(kept + MARK) or (kept + MARK) in out, out
     assert "abcdef" not in out
 
 
 def test_redact_removes_credential_environment_values_and_keeps_plain_text(monkeypatch):
+    from cosalign.core.redact import redact
+
     monkeypatch.setenv("HF_TOKEN", HF)
     monkeypatch.setenv("MY_SERVICE_KEY", "plainlooking-value-42")
     assert redact(f"x {HF} y plainlooking-value-42 z") == f"x {MARK} y {MARK} z"
