@@ -165,6 +165,22 @@ def test_values_are_cut_to_80_characters(tmp_path, capsys):
     assert len(value) == schemas.MAX_VALUE and value.endswith("...")
 
 
+def test_two_columns_failing_one_check_in_one_row_give_two_lines(tmp_path, capsys):
+    df = good("preferences")
+    df.loc[0, "chosen"], df.loc[0, "prompt"] = "", " "
+    path, lines = refused(df, "preferences", tmp_path, capsys)
+    assert lines == [f"{path}: row 1: must be a non-empty string [prompt]: ' '",  # schema order
+                     f"{path}: row 1: must be a non-empty string [chosen]: ''",
+                     f"{path}: 1 failing rows (schema preferences)"]
+
+
+def test_a_missing_column_fails_every_row(tmp_path, capsys):
+    df = pd.concat([good("judgments"), good("judgments").assign(response_id=lambda d: d.response_id + "b")])
+    path, lines = refused(df.drop(columns="valid"), "judgments", tmp_path, capsys)
+    assert lines == [f"{path}: column_in_dataframe [valid]: 'missing column'",
+                     f"{path}: 6 failing rows (schema judgments)"]
+
+
 def test_one_bad_row_gives_one_line_per_check(tmp_path, capsys):
     df = good("preferences")
     df.loc[0, "chosen"] = ""

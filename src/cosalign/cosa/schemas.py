@@ -319,9 +319,11 @@ def _short(value) -> str:
 
 class ValidationError(InputError):
     """A dataset broke its schema. `failures`: dicts with row (1-based, None for a whole-column
-    failure), check, columns and value; the message has the format in the module docstring."""
+    failure), check, columns and value; the message has the format in the module docstring.
+    `n_rows`: the file's row count, which a whole-column failure (a missing column, a wrong
+    dtype) makes every row fail."""
 
-    def __init__(self, path, schema: str, failures: list[dict]):
+    def __init__(self, path, schema: str, failures: list[dict], n_rows: int | None = None):
         failures = sorted(failures, key=lambda f: (f["row"] is not None, f["row"] or 0, f["check"]))
         lines, hidden = [], {}
         for f in failures:
@@ -329,10 +331,11 @@ class ValidationError(InputError):
                 where = f"row {f['row']}: " if f["row"] is not None else ""
                 lines.append(f"{path}: {where}{f['check']} [{', '.join(f['columns'])}]: {_short(f['value'])}")
             else:
-                hidden[f["check"]] = hidden.get(f["check"], 0) + 1
-        lines += [f"{check}: {n} more rows" for check, n in hidden.items()]
+                hidden.setdefault(f["check"], set()).add(f["row"])
+        lines += [f"{check}: {len(rows)} more rows" for check, rows in hidden.items()]
         rows = {f["row"] for f in failures if f["row"] is not None}
-        lines.append(f"{path}: {len(rows)} failing rows (schema {schema})")
+        whole = n_rows is not None and any(f["row"] is None for f in failures)
+        lines.append(f"{path}: {n_rows if whole else len(rows)} failing rows (schema {schema})")
         ValueError.__init__(self, "\n".join(lines))
         self.path, self.schema, self.failures = str(path), schema, failures
         self.row, self.field = failures[0]["row"], ", ".join(failures[0]["columns"])
@@ -346,7 +349,7 @@ def _failures(exc: SchemaErrors, df: pd.DataFrame) -> list[dict]:
         row = None if idx is None or (isinstance(idx, float) and math.isnan(idx)) else int(idx) + 1
         if check in _ROW_CHECK_COLUMNS:
             columns = _ROW_CHECK_COLUMNS[check]
-            if (row, check) in seen or any(c not in df.columns for c in columns):
+            if (row, check, columns) in seen or any(c not in df.columns for c in columns):
                 continue  # a missing column is reported once, as such
             if row is not None:  # the values the check read, each shown as _short shows one
                 value = _Shown(" | ".join(_short(df.at[row - 1, c]) for c in columns))
@@ -361,7 +364,7 @@ def _failures(exc: SchemaErrors, df: pd.DataFrame) -> list[dict]:
             if check.startswith("dtype("):  # dtype('object') -> must have dtype object
                 check = f"must have dtype {check[6:-1].strip(chr(39))}"
             columns = (str(column),)
-        seen.add((row, check))
+        seen.add((row, check, columns))
         out.append({"row": row, "check": check, "columns": columns, "value": value})
     return out
 
@@ -379,7 +382,7 @@ def validate(df: pd.DataFrame, schema: str, path="<dataframe>", *, taxonomy: tax
     try:
         model.validate(view, lazy=True)
     except SchemaErrors as exc:
-        raise ValidationError(path, schema, _failures(exc, view)) from None
+        raise ValidationError(path, schema, _failures(exc, view), len(df)) from None
     finally:
         _TAXONOMY.reset(token)
     return df
