@@ -154,12 +154,12 @@ def test_labels_df_and_bad_inputs():
     assert out.prompt_categories[0] == [VIO, DRUGS]
     with pytest.raises(InputError, match="no prompt") as info:
         pairs(p, [config("c1", [])], prompts(p9=[]))
-    assert info.value.field == "prompt_id" and info.value.row == 0
+    assert info.value.field == "prompt_id" and info.value.row == 1  # rows are 1-based
     bad = p.copy()
     bad.at[1, "risk_categories"] = "Violence"
     with pytest.raises(InputError, match="must be a list") as info:
         pairs(bad, [config("c1", [])])
-    assert (info.value.row, info.value.field) == (1, "risk_categories")
+    assert (info.value.row, info.value.field) == (2, "risk_categories")
     with pytest.raises(InputError, match="missing column") as info:
         pairs(p.drop(columns="valid"), [config("c1", [])])
     assert info.value.field == "valid"
@@ -221,7 +221,7 @@ def test_import_checks_released_errors():
     df = pd.DataFrame([release_row(), release_row(rejected_category_error_score=2.0)])
     with pytest.raises(InputError, match="differs from the formula") as info:
         preferences.import_cosalign_train(df, path="train_bt.parquet")
-    assert (info.value.row, info.value.field) == (1, "rejected_category_error_score")
+    assert (info.value.row, info.value.field) == (2, "rejected_category_error_score")
     assert "train_bt.parquet" in str(info.value)
     out = preferences.import_cosalign_train(df, on_mismatch="recompute")
     assert out.rejected_error.tolist() == [1.0, 1.0] and out.released_rejected_error.tolist() == [1.0, 2.0]
@@ -243,7 +243,7 @@ def test_import_errors_name_row_and_field(field, value, message):
     df = pd.DataFrame([release_row(), release_row(**{field: value})])
     with pytest.raises(InputError, match=message) as info:
         preferences.import_cosalign_train(df)
-    assert (info.value.row, info.value.field) == (1, field)
+    assert (info.value.row, info.value.field) == (2, field)
 
 
 def test_decode_categories_spellings():
@@ -364,9 +364,9 @@ def test_streamed_input_errors_name_file_row_and_field(tmp_path, damage, name, m
     assert info.value.path == getattr(inputs, name) and info.value.field == "prompt_id"
     if "sorted" in message:
         data = {"responses": frames[0], "configs": frames[1], "prompts": frames[2], "labels": frames[3]}
-        assert info.value.row == _first_out_of_order(data[name])
+        assert info.value.row == _first_out_of_order(data[name]) + 1  # 1-based
     else:  # the first config row of the prompt whose text is missing
-        assert info.value.row == frames[1].index[frames[1].prompt_id == "p05"][0]
+        assert info.value.row == frames[1].index[frames[1].prompt_id == "p05"][0] + 1
 
 
 def test_judgments_out_of_step_with_responses_name_the_row(tmp_path):
@@ -378,7 +378,7 @@ def test_judgments_out_of_step_with_responses_name_the_row(tmp_path):
     write_parquet(_swap(judgments, 6, 7), inputs.judgments)
     with pytest.raises(InputError, match="must list the responses in their order") as info:
         list(preferences.iter_pairs(inputs, seed=0, chunk_prompts=2))
-    assert (info.value.path, info.value.row, info.value.field) == (inputs.judgments, 6, "response_id")
+    assert (info.value.path, info.value.row, info.value.field) == (inputs.judgments, 7, "response_id")
     write_parquet(judgments.head(5), inputs.judgments)
     with pytest.raises(InputError, match="ends before the judgment of response") as info:
         list(preferences.iter_pairs(inputs, seed=0, chunk_prompts=2))
@@ -468,16 +468,18 @@ def test_schema_rejects_malformed_messages_naming_row_and_column(column, value, 
     out.at[1, column] = value
     with pytest.raises(schemas.ValidationError, match=re.escape(message)) as err:
         schemas.validate(out, "preferences", "data/preferences.parquet")
-    assert err.value.failures[0]["row"] == 1 and err.value.failures[0]["column"] == column
+    assert err.value.failures[0]["row"] == 2 and err.value.failures[0]["columns"] == (column,)  # 1-based
     assert "data/preferences.parquet" in str(err.value)
 
 
-def test_schema_accepts_an_empty_answer_and_the_file_round_trips(tmp_path):
-    """A model may answer with nothing (the judge scores it 0): that stays data, not a schema error."""
+def test_schema_refuses_an_empty_answer_and_the_file_round_trips(tmp_path):
+    """Issue 16: an empty chosen (or rejected) answer is no preference; a valid file round-trips."""
     from cosalign.core.io import read_parquet, write_parquet
     out = _valid_pairs()
-    out.at[0, "rejected"] = [{"role": "assistant", "content": ""}]
-    schemas.validate(out, "preferences")
+    bad = out.copy()
+    bad.at[0, "rejected"] = [{"role": "assistant", "content": "  "}]
+    with pytest.raises(schemas.ValidationError, match="non-blank text"):
+        schemas.validate(bad, "preferences")
     write_parquet(out, tmp_path / "preferences.parquet")
     back = read_parquet(tmp_path / "preferences.parquet")
     schemas.validate(back, "preferences")
@@ -492,3 +494,11 @@ def test_sft_view_is_trl_prompt_completion_with_the_best_answer():
     assert row["prompt"][0] == {"role": "system", "content": "system for c1"}
     assert row["completion"] == [{"role": "assistant", "content": "text of allowed"}]
     assert row["completion_error"] == 0.1 and row["response_id"] == "allowed"
+def test_pairing_never_makes_a_pair_the_schema_refuses():
+    """Issue 16: an empty answer is no training target, and the same text judged twice
+    differently is no preference; schemas.Preferences refuses both, so pairing skips them."""
+    p = pool(("r1", [VIO], True), ("r2", [], False), ("r3", [PRI], True), ("r4", [], False, True),
+             prompt_id="p1")
+    p["response"] = ["Sure, here is how.", "  ", "Sure, here is how.", "I can't help with that."]
+    out = pairs(p, [config("c1", [VIO])])
+    assert {(r.chosen_response_id, r.rejected_response_id) for r in out.itertuples()} == {("r1", "r4"), ("r4", "r3")}

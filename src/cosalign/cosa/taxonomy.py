@@ -121,16 +121,12 @@ class Taxonomy:
     def load(cls, path) -> "Taxonomy":
         """The taxonomy in a taxonomy.json artifact (its `categories` list), checked by its schema."""
         from cosalign.core.io import InputError
-        from cosalign.cosa.schemas import validate_taxonomy  # schemas import this module
+        from cosalign.cosa.schemas import read_taxonomy_json, validate_taxonomy  # schemas import this module
 
         path = Path(path)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise InputError(path, "taxonomy file not found (the taxonomy stage writes it)") from None
-        except (OSError, ValueError) as exc:
-            raise InputError(path, f"cannot be read as JSON: {exc}") from None
-        data = validate_taxonomy(data, path)
+        if not path.exists():
+            raise InputError(path, "taxonomy file not found (the taxonomy stage writes it)")
+        data = validate_taxonomy(read_taxonomy_json(path), path)
         return cls.from_dicts(data["categories"])
 
 

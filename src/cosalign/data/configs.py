@@ -108,16 +108,16 @@ def _training_labels(labels: pd.DataFrame, known, path="<prompt_labels>") -> pd.
     """The rows of `labels` that get configs (split == 'train', a valid label), sorted by prompt_id.
 
     Every label must name a prompt in `known` (a set of prompt ids) and carry a list of risk
-    categories; an error names `path` and the row as labels' index label.
+    categories; an error names `path` and the row (labels' 0-based index label, reported 1-based).
     """
     for col in ("prompt_id", "split", "risk_categories"):
         if col not in labels.columns:
             raise InputError(path, "missing column", field=col)
     for row, pid, risks in zip(labels.index, labels["prompt_id"], labels["risk_categories"]):
         if pid not in known:
-            raise InputError(path, f"prompt_id {pid!r} is not in prompts", row=row, field="prompt_id")
+            raise InputError(path, f"prompt_id {pid!r} is not in prompts", row=row + 1, field="prompt_id")
         if not isinstance(risks, list):
-            raise InputError(path, "risk_categories must be a list", row=row, field="risk_categories")
+            raise InputError(path, "risk_categories must be a list", row=row + 1, field="risk_categories")
     keep = labels["split"] == "train"
     if "valid" in labels.columns:  # an unparseable label says nothing about P: no configs for it
         keep &= labels["valid"].astype(bool)

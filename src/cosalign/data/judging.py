@@ -155,7 +155,7 @@ class ResponseJudging:
         if not self.transport_errors:
             return None
         return (f"warning: {self.transport_errors} item(s) hit transport errors and are written "
-                "invalid; their batches were not checkpointed, so a re-run (`dvc repro -f judgments`) "
+                "invalid; their batches were not checkpointed, so a re-run (`dvc repro -s -f judgments`) "
                 "retries them (answered items come from the judge's cache)")
 
 

@@ -74,6 +74,8 @@ def _frame(rows: list[dict], columns: list[str]) -> pd.DataFrame:
 
 
 def _category_list(value, path, row, field, taxonomy: Taxonomy) -> list[str]:
+    """`value` as canonical category names; `row` is the 0-based position in `path`, reported 1-based."""
+    row = None if row is None else int(row) + 1
     if isinstance(value, np.ndarray):
         value = value.tolist()
     if not isinstance(value, list):
@@ -102,6 +104,8 @@ def _pools(pool_df: pd.DataFrame, taxonomy: Taxonomy, path="<pool>",
     for row in pool_df.itertuples():
         if not bool(row.valid):  # an unparseable judgment has no error score: it never pairs
             continue
+        if not isinstance(row.response, str) or not row.response.strip():
+            continue  # an empty answer is no training target (schemas.Preferences refuses it)
         cats = _category_list(row.risk_categories, path, row.Index, "risk_categories", taxonomy)
         if protocol == "cosalign":
             cats = collapse_categories(cats, taxonomy)
@@ -130,13 +134,16 @@ def _config_pairs(groups, allowed, prompt_id, config_id, seed, max_chosen_error,
     for i, low in enumerate(scored):
         for high in scored[i + 1:]:
             # equal errors never pair; a chosen answer at or above the cap carries a disallowed risk
-            if low[1] < high[1] and low[1] < max_chosen_error:
+            # the same text judged twice differently is no preference (schemas.Preferences)
+            same_text = protocol == "cosalign" and low[2][1] == high[2][1]
+            if low[1] < high[1] and low[1] < max_chosen_error and not same_text:
                 pairs.append((low, high))
     if max_pairs is not None and len(pairs) > max_pairs:
         rng = derive_rng(seed, "cap", prompt_id, config_id)
         pairs = [pairs[j] for j in sorted(rng.choice(len(pairs), size=max_pairs, replace=False))]
-    if protocol == "paper":
-        pairs = [_draw_pair_texts(low, high, seed, prompt_id, config_id) for low, high in pairs]
+    if protocol == "paper":  # texts are drawn per pair: a draw of the same text twice is dropped
+        pairs = [(lo, hi) for lo, hi in (_draw_pair_texts(low, high, seed, prompt_id, config_id)
+                                         for low, high in pairs) if lo[2][1] != hi[2][1]]
     return pairs
 
 
@@ -179,7 +186,7 @@ def _batch_pairs(batch: _Batch, *, seed, max_chosen_error, max_pairs_per_config,
         for name, table in (("prompt", batch.text), ("risk_categories", batch.risks)):
             if pid not in table:
                 raise InputError(batch.configs_path, f"prompt_id {pid!r} has no {name} in the prompt table",
-                                 row=row, field="prompt_id")
+                                 row=row + 1, field="prompt_id")
         allowed = _category_list(cfg["allowed_categories"], batch.configs_path, row, "allowed_categories",
                                  batch.taxonomy)
         for low, high in _config_pairs(groups, allowed, pid, cfg["config_id"], seed,
@@ -263,17 +270,17 @@ def _judged(responses: pd.DataFrame, judgments: ParquetCursor, inputs: PairInput
     if len(verdicts) < len(responses):
         raise InputError(inputs.judgments, f"ends before the judgment of response "
                                            f"{responses['response_id'].iat[len(verdicts)]!r} (row "
-                                           f"{responses.index[len(verdicts)]} of {inputs.responses}): "
+                                           f"{responses.index[len(verdicts)] + 1} of {inputs.responses}): "
                                            f"judgments must list the responses in their order, one row each",
                          field="response_id")
     differ = responses["response_id"].to_numpy() != verdicts["response_id"].to_numpy()
     if differ.any():
         i = int(differ.argmax())
         raise InputError(inputs.judgments, f"response_id {verdicts['response_id'].iat[i]!r}, but row "
-                                           f"{responses.index[i]} of {inputs.responses} is "
+                                           f"{responses.index[i] + 1} of {inputs.responses} is "
                                            f"{responses['response_id'].iat[i]!r}: judgments must list "
                                            f"the responses in their order, one row each",
-                         row=verdicts.index[i], field="response_id")
+                         row=verdicts.index[i] + 1, field="response_id")
     return responses.assign(**{c: verdicts[c].to_numpy() for c in ("risk_categories", "addressed", "valid")})
 
 
@@ -490,7 +497,7 @@ def import_cosalign_train(df: pd.DataFrame, *, path="<CoSAlign-Train>", on_misma
         raise ValueError(f"on_mismatch must be 'raise' or 'recompute', got {on_mismatch!r}")
     _require(df, _RELEASE_COLUMNS, path)
     rows, mismatches, dropped = [], 0, 0
-    for i, row in enumerate(df.reset_index(drop=True).to_dict("records")):
+    for i, row in enumerate(df.reset_index(drop=True).to_dict("records"), start=1):  # 1-based rows
         def decode(field, fn):
             try:
                 return fn(row[field])

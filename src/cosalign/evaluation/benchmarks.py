@@ -68,7 +68,7 @@ def load_spec(name: str, path: str | Path | None = None, taxonomy: Taxonomy = PA
             try:
                 taxonomy.canonical_order(cfg["allowed"])
             except (KeyError, TypeError, ValueError) as exc:
-                raise InputError(path, str(exc), row=i, field="configs.allowed") from None
+                raise InputError(path, str(exc), row=i + 1, field="configs.allowed") from None
     return spec
 
 
@@ -241,7 +241,7 @@ def _load_hub_freeform(spec, source, revision, k, seed, cache_dir, taxonomy: Tax
             rec = frame.iloc[i]
             text = str(rec[tcol]).strip()
             if not text:
-                raise InputError(source, f"split {split!r}: empty config text", row=i, field=tcol)
+                raise InputError(source, f"split {split!r}: empty config text", row=i + 1, field=tcol)
             rows.append({"config_id": split, "config_set": "freeform", "allowed_categories": None,
                          "template_id": "", "system_prompt": text, "prompt_id": f"{split}-{i}",
                          "prompt": str(rec[pcol]), **{c: _plain(rec[c]) for c in keep}})

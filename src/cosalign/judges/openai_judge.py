@@ -9,7 +9,9 @@ produced a completion: a re-run may succeed); authentication, permission and unk
 errors stop the run instead, since every item would fail the same way.
 
 The API key is read from the environment variable named by `api_key_env`; it is never a
-parameter, never cached and is redacted from recorded error text.
+parameter. Every text the endpoint sends back (completions, error messages, a body that is not a
+completion) goes through `core.redact.redact` before it is cached, recorded in `raw` or printed,
+since an endpoint may echo the request's Authorization header.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from cosalign.cosa.taxonomy import PAPER, Taxonomy
 from cosalign.judges import parsing, prompts
 from cosalign.judges.base import BaseJudge, CallBudgetExceeded, DryRun, JudgeError, default_cache_dir
 from cosalign.judges.cache import JsonCache, cache_key
+from cosalign.core.redact import redact
 
 _FATAL = (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError)
 
@@ -154,22 +157,20 @@ class OpenAIJudge(BaseJudge):
                     "transport": is_transient(exc)}
         if not hasattr(resp, "choices"):  # a non-JSON 200 (a login page, a proxy): not a completion
             return {"error": f"the endpoint answered with something that is not a chat completion: "
-                             f"{str(resp)[:200]!r}", "transport": True}
+                             f"{self._redact(resp)[:200]!r}", "transport": True}
         if not resp.choices:
             return {"error": "the endpoint returned no choices"}
         choice = resp.choices[0]
-        record = {"content": choice.message.content or "", "finish_reason": choice.finish_reason,
-                  "refusal": getattr(choice.message, "refusal", None),
+        refusal = getattr(choice.message, "refusal", None)
+        record = {"content": self._redact(choice.message.content or ""), "finish_reason": choice.finish_reason,
+                  "refusal": None if refusal is None else self._redact(refusal),
                   "judge_id": self.judge_id, "template_version": prompts.TEMPLATE_VERSION,
                   "model": self.model}
         self.cache.put(key, record)
         return record
 
-    def _redact(self, exc: BaseException) -> str:
-        text = str(exc)
-        if self._api_key and self._api_key != "unused":
-            text = text.replace(self._api_key, "[redacted]")
-        return text
+    def _redact(self, text) -> str:
+        return redact(text, self._api_key)
 
     @staticmethod
     def _verdict(task: str, rec: dict, taxonomy: Taxonomy = PAPER):

@@ -362,7 +362,9 @@ def _status(exc: BaseException | None) -> int | None:
 
 
 def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [""])[0]
+    """The error's first line, redacted: a Hub (or proxy) may quote the request's token."""
+    from cosalign.core.redact import redact
+    return redact((str(exc).strip().splitlines() or [""])[0])
 
 
 def default_tag(root: Path) -> str:

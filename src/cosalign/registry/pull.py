@@ -95,6 +95,7 @@ def validate_download(path: Path, schema: str, label: str) -> None:
         raise
     except Exception as exc:  # pyarrow's reason, reworded with the repo and file
         raise InputError(label, f"cannot be read: {exc}") from None
+    schemas.require_rows(len(df), schema, label)
     schemas.validate(df, schema, label)
 
 
