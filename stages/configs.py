@@ -8,6 +8,7 @@ from collections import Counter
 
 from cosalign.core import paths
 from cosalign.cosa import schemas
+from cosalign.cosa.taxonomy import Taxonomy
 from cosalign.core.params import protocol
 from cosalign.core.stage import run_stage, stage_params
 from cosalign.registry.source import pulled
@@ -27,12 +28,13 @@ def main() -> None:
         return
     p = stage_params("configs", ConfigsParams)
     sampling = protocol()  # top-level: 'paper' samples as the authors' pairing code does
+    tax = Taxonomy.load(paths.TAXONOMY)
     labels = training_label_chunks(paths.PROMPTS, paths.PROMPT_LABELS,
                                    max_prompts=p.max_train_prompts, seed=p.seed)
     chunks = iter_configs(labels, modes=p.modes, configs_per_mode=p.configs_per_mode, seed=p.seed,
-                          protocol=sampling)
+                          protocol=sampling, taxonomy=tax)
     counts = {"modes": Counter(), "prompts": 0}
-    rows = schemas.write_dataset(_tally(chunks, counts), "configs", paths.CONFIGS)
+    rows = schemas.write_dataset(_tally(chunks, counts), "configs", paths.CONFIGS, taxonomy=tax)
     print(f"configs ({sampling} protocol): {rows} for {counts['prompts']} training prompts; "
           f"modes {dict(counts['modes'].most_common())}")
 

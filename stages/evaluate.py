@@ -11,6 +11,7 @@ import json
 
 from cosalign.core import paths
 from cosalign.core.stage import run_stage, stage_params
+from cosalign.cosa.taxonomy import Taxonomy
 from cosalign.evaluation.evaluate import EvaluateParams, run_evaluation
 
 
@@ -18,12 +19,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--model", required=True, help="a key of evaluate.models in params.yaml")
     ap.add_argument("--out", default=None, help="default: reports/eval/MODEL.parquet")
+    ap.add_argument("--taxonomy", default=paths.TAXONOMY, help="the taxonomy stage's output")
     args = ap.parse_args()
     p = stage_params("evaluate", EvaluateParams)
     _, metrics = run_evaluation(
         args.model, p.model(args.model), p.benchmarks, judge=p.judge, generation=p.generation,
         seed=p.seed, prompts_per_config=p.prompts_per_config, prompts_path=p.prompts,
-        out=args.out or paths.eval_items(args.model))
+        out=args.out or paths.eval_items(args.model), taxonomy=Taxonomy.load(args.taxonomy))
     print(json.dumps(metrics, indent=1))
 
 

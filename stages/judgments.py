@@ -12,6 +12,7 @@ from cosalign.core.stage import run_stage, stage_params
 from cosalign.registry.source import pulled
 from cosalign.data.judging import RESPONSE_COLUMNS, JudgmentsParams, ResponseJudging, read_prompt_texts
 from cosalign.cosa.schemas import write_dataset
+from cosalign.cosa.taxonomy import Taxonomy
 
 
 def main() -> None:
@@ -19,8 +20,9 @@ def main() -> None:
         return
     p = stage_params("judgments", JudgmentsParams)
     run = ResponseJudging(lambda: iter_parquet(paths.RESPONSES, p.work_batch_size, columns=RESPONSE_COLUMNS),
-                          read_prompt_texts(paths.PROMPTS, p.work_batch_size), p.judge, p.work_batch_size)
-    write_dataset(run, "judgments", paths.JUDGMENTS)
+                          read_prompt_texts(paths.PROMPTS, p.work_batch_size), p.judge, p.work_batch_size,
+                          taxonomy=Taxonomy.load(paths.TAXONOMY))
+    write_dataset(run, "judgments", paths.JUDGMENTS, taxonomy=run.taxonomy)
     print(run.summary())
     if run.transport_warning():
         print(run.transport_warning(), file=sys.stderr)

@@ -10,6 +10,7 @@ from collections import Counter
 
 from cosalign.core import paths
 from cosalign.cosa import schemas
+from cosalign.cosa.taxonomy import Taxonomy
 from cosalign.core.params import protocol
 from cosalign.core.stage import run_stage, stage_params
 from cosalign.registry.source import pulled
@@ -28,13 +29,15 @@ def main() -> None:
         return
     p = stage_params("preferences", PreferencesParams)
     grouping = protocol()  # top-level: 'paper' groups responses as the authors' pairing code does
+    tax = Taxonomy.load(paths.TAXONOMY)
     inputs = PairInputs(configs=paths.CONFIGS, responses=paths.RESPONSES, judgments=paths.JUDGMENTS,
                         prompts=paths.PROMPTS, labels=paths.PROMPT_LABELS)
-    chunks = iter_pairs(inputs, seed=p.seed, max_pairs_per_config=p.max_pairs_per_config, protocol=grouping)
+    chunks = iter_pairs(inputs, seed=p.seed, max_pairs_per_config=p.max_pairs_per_config, protocol=grouping,
+                        taxonomy=tax)
     if p.max_pairs:  # null or 0: every pair
         chunks = [sample_pairs(chunks, max_pairs=p.max_pairs, seed=p.seed)]
     modes = Counter()
-    rows = schemas.write_dataset(_tally(chunks, modes), "preferences", paths.PREFERENCES)
+    rows = schemas.write_dataset(_tally(chunks, modes), "preferences", paths.PREFERENCES, taxonomy=tax)
     print(f"preferences ({grouping} protocol): {rows} pairs; modes {dict(modes.most_common())}")
 
 

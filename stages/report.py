@@ -9,6 +9,7 @@ import json
 from cosalign.core import paths
 from cosalign.core.params import require, section
 from cosalign.core.stage import run_stage, stage_params
+from cosalign.cosa.taxonomy import Taxonomy
 from cosalign.evaluation.report import ReportParams, run_report
 
 
@@ -20,6 +21,7 @@ def main() -> None:
     ap.add_argument("--breakdown-out", default=paths.BREAKDOWN)
     ap.add_argument("--report-out", default=paths.REPORT)
     ap.add_argument("--plots-dir", default=paths.PLOTS_DIR)
+    ap.add_argument("--taxonomy", default=paths.TAXONOMY)
     args = ap.parse_args()
     # Only the model names and the seed: the report does not depend on how each model was evaluated
     # (dvc.yaml lists those params), and files of models dropped from params may linger in eval-dir.
@@ -30,7 +32,8 @@ def main() -> None:
     metrics = run_report([f"{args.eval_dir}/{m}.parquet" for m in models],
                          items_out=args.items_out, metrics_out=args.metrics_out,
                          report_out=args.report_out, plots_dir=args.plots_dir,
-                         breakdown_out=args.breakdown_out, seed=seed, baseline=r.baseline, pngs=r.png)
+                         breakdown_out=args.breakdown_out, seed=seed, baseline=r.baseline, pngs=r.png,
+                         taxonomy=Taxonomy.load(args.taxonomy))
     print(json.dumps({m: {k: g["cosa_score"] for k, g in v.items()} for m, v in metrics.items()}))
 
 

@@ -1,4 +1,4 @@
-"""Stage taxonomy: the 8 categories plus the clustering report -> data/taxonomy.json."""
+"""Stage taxonomy: the paper's categories, params' extras and the clustering report -> data/taxonomy.json."""
 
 from cosalign.core import paths
 from cosalign.core.io import read_parquet, write_json
@@ -12,7 +12,8 @@ def main() -> None:
     if pulled("taxonomy"):  # source: NS/NAME@REV, the published artifact instead
         return
     p = stage_params("taxonomy", TaxonomyParams)
-    result = validate_taxonomy(derive_taxonomy(read_parquet(paths.PROMPTS, columns=["prompt"]), p), paths.TAXONOMY)
+    prompts = read_parquet(paths.PROMPTS, columns=["prompt"])
+    result = validate_taxonomy(derive_taxonomy(prompts, p), paths.TAXONOMY)
     write_json(result, paths.TAXONOMY)
     d = result["derivation"]
     print(f"taxonomy: {d['n_clusters']} clusters, {d['mapped_share']:.0%} of prompts mapped, "

@@ -63,6 +63,9 @@ LIBRARY_PATH_USES = {
     "cosalign.registry.cards": "Artifact: the card's subject (publish, not a stage)",
     "cosalign.registry.publish": "paths.ALL: what publish uploads (the CLI, not a stage)",
     "cosalign.registry.pull": "paths.ALL: where pull puts artifacts (the CLI, not a stage)",
+    "cosalign.registry.hub_metadata": "Artifact and repo_id: Hub names for cards (publish, not a stage)",
+    "cosalign.cli.validate": "the --taxonomy default (the CLI, not a stage)",
+    "cosalign.cosa.taxonomy": "for_command: the --taxonomy default of label and eval (the CLI, not a stage)",
 }
 
 

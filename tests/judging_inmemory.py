@@ -11,14 +11,15 @@ import pandas as pd
 
 from cosalign.core import paths
 from cosalign.cosa import schemas
+from cosalign.cosa.taxonomy import PAPER, Taxonomy
 from cosalign.data.judging import ResponseJudging
 
 
 def judge_responses(responses: pd.DataFrame, prompts: pd.DataFrame, judge_params: dict,
-                    work_batch_size: int) -> pd.DataFrame:
+                    work_batch_size: int, taxonomy: Taxonomy = PAPER) -> pd.DataFrame:
     """data/judgments.parquet as one validated frame: one verdict per response, in response order
     (`ResponseJudging` over frames already in memory)."""
     run = ResponseJudging(lambda: [responses], dict(zip(prompts["prompt_id"], prompts["prompt"])),
-                          judge_params, work_batch_size)
+                          judge_params, work_batch_size, taxonomy=taxonomy)
     out = pd.concat(list(run), ignore_index=True)
-    return schemas.validate(out, "judgments", paths.JUDGMENTS)
+    return schemas.validate(out, "judgments", paths.JUDGMENTS, taxonomy=taxonomy)

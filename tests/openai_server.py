@@ -2,7 +2,8 @@
 
 Serves POST /v1/chat/completions and GET /v1/models. A responder function decides each reply's
 content from the request body; faults are scripted per call (status codes for the next N calls,
-extra latency); every request is counted and recorded (body and headers) for assertions.
+extra latency, or a 200 whose body is not JSON and echoes the request's Authorization header, as
+a proxy's error page may); every request is counted and recorded (body and headers).
 
     with OpenAIServer(responder=lambda body: '{"risk_categories": []}') as server:
         client = openai.OpenAI(base_url=server.base_url, api_key="k")
@@ -54,6 +55,11 @@ class OpenAIServer:
         with self._lock:
             self._faults.extend([("sleep", seconds)] * n)
 
+    def echo_auth_next(self, n: int) -> None:
+        """The next `n` calls get a 200 HTML page that quotes their Authorization header."""
+        with self._lock:
+            self._faults.extend([("echo_auth", 0)] * n)
+
     def __enter__(self):
         self._thread.start()
         return self
@@ -81,6 +87,15 @@ class OpenAIServer:
                 self.end_headers()
                 self.wfile.write(data)
 
+            def _echo_auth(self):
+                page = (f"<html><body>Proxy sign-in required. Your request carried "
+                        f"Authorization: {self.headers.get('Authorization')}</body></html>").encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html")
+                self.send_header("Content-Length", str(len(page)))
+                self.end_headers()
+                self.wfile.write(page)
+
             def do_GET(self):
                 if self.path.rstrip("/") == "/v1/models":
                     self._send(200, {"object": "list", "data": [
@@ -90,7 +105,13 @@ class OpenAIServer:
 
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
-                if self.path.rstrip("/") != "/v1/chat/completions":
+                if self.path.rstrip("/") != "/v1/chat/completions":  # e.g. /v1/embeddings
+                    with server._lock:
+                        echo = bool(server._faults) and server._faults[0][0] == "echo_auth"
+                        if echo:
+                            server._faults.popleft()
+                    if echo:
+                        return self._echo_auth()
                     return self._send(404, {"error": {"message": "not found"}})
                 with server._lock:
                     server.calls += 1
@@ -101,6 +122,8 @@ class OpenAIServer:
                     server.max_in_flight = max(server.max_in_flight, server.in_flight)
                 try:
                     time.sleep(server.latency_s + (fault[1] if fault and fault[0] == "sleep" else 0))
+                    if fault and fault[0] == "echo_auth":
+                        return self._echo_auth()
                     if fault and fault[0] == "status":
                         # retry-after 0 so the client's own logic (if any) would not wait either
                         return self._send(fault[1], {"error": {"message": f"injected {fault[1]}",

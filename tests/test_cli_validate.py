@@ -30,12 +30,14 @@ def test_every_failure_is_listed_with_row_and_column(tmp_path):
     path = tmp_path / "prompts.parquet"
     write_parquet(df, path)
     proc = run_cli("validate", str(path))
-    assert proc.returncode != 0
+    assert proc.returncode == 2
     err = proc.stderr
-    assert "row 1, column 'prompt'" in err
-    assert "row 1, column 'split'" in err
-    assert "row 1, column 'gold_categories'" in err
-    assert "column 'prompt_id'" in err and str(path) in err
+    assert f"{path}: row 2: must be a non-empty string [prompt]: '  '" in err
+    assert f"{path}: row 2: isin(['train', 'test']) [split]: 'dev'" in err
+    assert f"{path}: row 2: must be a list of distinct category names of the taxonomy [gold_categories]" in err
+    assert f"{path}: row 1: field_uniqueness [prompt_id]: 'a'" in err
+    assert f"{path}: row 2: field_uniqueness [prompt_id]: 'a'" in err
+    assert err.splitlines()[-1] == f"{path}: 2 failing rows (schema prompts)"
 
 
 def test_schema_flag_and_unknown_name(tmp_path):

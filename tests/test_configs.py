@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -243,12 +245,12 @@ def test_sample_configs_bad_input():
         sample(prompts, labels, configs_per_mode=0)
     with pytest.raises(InputError, match="not in prompts") as info:
         sample(prompts[prompts.prompt_id != "p2"], labels)
-    assert info.value.row == 1 and info.value.field == "prompt_id"
+    assert info.value.row == 2 and info.value.field == "prompt_id"  # rows are 1-based
     bad = labels.copy()
     bad.at[0, "risk_categories"] = "-Violence-"
     with pytest.raises(InputError, match="must be a list") as info:
         sample(prompts, bad)
-    assert info.value.row == 0 and info.value.field == "risk_categories"
+    assert info.value.row == 1 and info.value.field == "risk_categories"
 
 
 def test_configs_parquet_is_byte_identical_and_round_trips(tmp_path):
@@ -323,9 +325,9 @@ def test_max_prompts_keeps_the_seeded_sample_of_training_prompts(tmp_path):
 
 
 @pytest.mark.parametrize("damage, row, field, message", [
-    (lambda p, l: (p, l.iloc[[0, 2, 1, 3]]), 2, "prompt_id", "must be sorted by prompt_id"),
-    (lambda p, l: (p.iloc[[1, 0, 2, 3]], l), 1, "prompt_id", "must be sorted by prompt_id"),
-    (lambda p, l: (p[p.prompt_id != "p002"], l), 2, "prompt_id", "'p002' is not in prompts"),
+    (lambda p, l: (p, l.iloc[[0, 2, 1, 3]]), 3, "prompt_id", "must be sorted by prompt_id"),
+    (lambda p, l: (p.iloc[[1, 0, 2, 3]], l), 2, "prompt_id", "must be sorted by prompt_id"),
+    (lambda p, l: (p[p.prompt_id != "p002"], l), 3, "prompt_id", "'p002' is not in prompts"),
 ])
 def test_streamed_input_errors_name_file_row_and_field(tmp_path, damage, row, field, message):
     prompts, labels = damage(*many_tables(4))
@@ -333,7 +335,7 @@ def test_streamed_input_errors_name_file_row_and_field(tmp_path, damage, row, fi
     with pytest.raises(InputError, match=message) as info:
         streamed(paths, 1)
     assert (info.value.row, info.value.field) == (row, field)
-    assert info.value.path == str(paths[0] if "sorted" in message and row == 1 else paths[1])
+    assert info.value.path == str(paths[0] if "sorted" in message and row == 2 else paths[1])
 
 
 def test_missing_input_fails_when_the_chunks_are_requested(tmp_path):
@@ -354,6 +356,7 @@ def test_configs_stage_streams_the_same_rows(tmp_path, monkeypatch, repo_root, m
     prompts, labels = many_tables(300)
     (tmp_path / "data").mkdir()
     write_inputs(tmp_path / "data", prompts, labels)
+    (tmp_path / "data" / "taxonomy.json").write_text(json.dumps({"categories": taxonomy.PAPER.as_dicts()}))
     params = profiles.load("tiny", root=repo_root)
     params["configs"]["max_train_prompts"] = max_train_prompts
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))

@@ -67,7 +67,7 @@ def test_write_dataset_names_the_file_row_of_a_duplicate_across_chunks(tmp_path)
     assert read_parquet(target).equals(schemas.validate(_configs(5), "configs"))
     with pytest.raises(schemas.ValidationError) as err:
         schemas.write_dataset([_configs(3), _configs(2, start=2)], "configs", tmp_path / "dup.parquet")
-    assert err.value.row == 3 and err.value.field == "config_id"
+    assert err.value.row == 4 and err.value.field == "config_id"  # 1-based: the file's 4th row
     assert not (tmp_path / "dup.parquet").exists()
 
 
@@ -76,7 +76,7 @@ def test_write_dataset_reports_the_file_row_of_a_schema_failure(tmp_path):
     bad.loc[1, "mode"] = "sometimes"
     with pytest.raises(schemas.ValidationError) as err:
         schemas.write_dataset([_configs(2), bad], "configs", tmp_path / "c.parquet")
-    assert err.value.row == 3 and err.value.field == "mode"
+    assert err.value.row == 4 and err.value.field == "mode"  # 1-based: the file's 4th row
 
 
 def test_the_next_write_removes_a_killed_writes_temporary_file(tmp_path):

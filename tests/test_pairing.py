@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import re
+
 import pandas as pd
 import pytest
 
@@ -51,8 +54,11 @@ def test_three_groups_pair_by_error():
     out = pairs(p, [config("c1", [VIO])])
     assert summary(out) == [("allowed", "refuse", 0.1, 1.0), ("allowed", "leak", 0.1, 3.0), ("refuse", "leak", 1.0, 3.0)]
     row = out.iloc[0]
-    assert row.system_prompt == "system for c1" and row.prompt == "question p1"
-    assert row.chosen == "text of allowed" and row.rejected == "text of refuse"
+    assert row.prompt == [{"role": "system", "content": "system for c1"},
+                          {"role": "user", "content": "question p1"}]
+    assert row.chosen == [{"role": "assistant", "content": "text of allowed"}]
+    assert row.rejected == [{"role": "assistant", "content": "text of refuse"}]
+    assert row.chat_template_kwargs == {"sanitize_control_tokens": True}
     assert row.allowed_categories == [VIO] and row.prompt_categories == [VIO] and row["mode"] == "superset"
     assert list(out.columns) == preferences.PAIR_COLUMNS
     schemas.validate(out, "preferences")
@@ -148,12 +154,12 @@ def test_labels_df_and_bad_inputs():
     assert out.prompt_categories[0] == [VIO, DRUGS]
     with pytest.raises(InputError, match="no prompt") as info:
         pairs(p, [config("c1", [])], prompts(p9=[]))
-    assert info.value.field == "prompt_id" and info.value.row == 0
+    assert info.value.field == "prompt_id" and info.value.row == 1  # rows are 1-based
     bad = p.copy()
     bad.at[1, "risk_categories"] = "Violence"
     with pytest.raises(InputError, match="must be a list") as info:
         pairs(bad, [config("c1", [])])
-    assert (info.value.row, info.value.field) == (1, "risk_categories")
+    assert (info.value.row, info.value.field) == (2, "risk_categories")
     with pytest.raises(InputError, match="missing column") as info:
         pairs(p.drop(columns="valid"), [config("c1", [])])
     assert info.value.field == "valid"
@@ -162,14 +168,17 @@ def test_labels_df_and_bad_inputs():
 # --- pairs_for_sft ---------------------------------------------------------------------------
 
 def test_pairs_for_sft_takes_lowest_chosen_error_ties_to_first():
+    def conv(system):
+        return [{"role": "system", "content": system}, {"role": "user", "content": "q"}]
     df = pd.DataFrame({
-        "system_prompt": ["s1", "s1", "s2", "s1", "s2"],
-        "prompt": ["q", "q", "q", "q", "q"],
-        "chosen": ["refusal", "first best", "only", "second best", "only again"],
+        "prompt": [conv("s1"), conv("s1"), conv("s2"), conv("s1"), conv("s2")],
+        "chosen": [[{"role": "assistant", "content": t}]
+                   for t in ("refusal", "first best", "only", "second best", "only again")],
         "chosen_error": [1.0, 0.1, 0.0, 0.1, 0.0],
     })
     out = preferences.pairs_for_sft(df)
-    assert out[["system_prompt", "chosen"]].values.tolist() == [["s1", "first best"], ["s2", "only"]]
+    assert [(p[0]["content"], c[0]["content"]) for p, c in zip(out["prompt"], out["chosen"])] == \
+        [("s1", "first best"), ("s2", "only")]
 
 
 # --- import_cosalign_train -------------------------------------------------------------------
@@ -212,7 +221,7 @@ def test_import_checks_released_errors():
     df = pd.DataFrame([release_row(), release_row(rejected_category_error_score=2.0)])
     with pytest.raises(InputError, match="differs from the formula") as info:
         preferences.import_cosalign_train(df, path="train_bt.parquet")
-    assert (info.value.row, info.value.field) == (1, "rejected_category_error_score")
+    assert (info.value.row, info.value.field) == (2, "rejected_category_error_score")
     assert "train_bt.parquet" in str(info.value)
     out = preferences.import_cosalign_train(df, on_mismatch="recompute")
     assert out.rejected_error.tolist() == [1.0, 1.0] and out.released_rejected_error.tolist() == [1.0, 2.0]
@@ -234,7 +243,7 @@ def test_import_errors_name_row_and_field(field, value, message):
     df = pd.DataFrame([release_row(), release_row(**{field: value})])
     with pytest.raises(InputError, match=message) as info:
         preferences.import_cosalign_train(df)
-    assert (info.value.row, info.value.field) == (1, field)
+    assert (info.value.row, info.value.field) == (2, field)
 
 
 def test_decode_categories_spellings():
@@ -355,9 +364,9 @@ def test_streamed_input_errors_name_file_row_and_field(tmp_path, damage, name, m
     assert info.value.path == getattr(inputs, name) and info.value.field == "prompt_id"
     if "sorted" in message:
         data = {"responses": frames[0], "configs": frames[1], "prompts": frames[2], "labels": frames[3]}
-        assert info.value.row == _first_out_of_order(data[name])
+        assert info.value.row == _first_out_of_order(data[name]) + 1  # 1-based
     else:  # the first config row of the prompt whose text is missing
-        assert info.value.row == frames[1].index[frames[1].prompt_id == "p05"][0]
+        assert info.value.row == frames[1].index[frames[1].prompt_id == "p05"][0] + 1
 
 
 def test_judgments_out_of_step_with_responses_name_the_row(tmp_path):
@@ -369,7 +378,7 @@ def test_judgments_out_of_step_with_responses_name_the_row(tmp_path):
     write_parquet(_swap(judgments, 6, 7), inputs.judgments)
     with pytest.raises(InputError, match="must list the responses in their order") as info:
         list(preferences.iter_pairs(inputs, seed=0, chunk_prompts=2))
-    assert (info.value.path, info.value.row, info.value.field) == (inputs.judgments, 6, "response_id")
+    assert (info.value.path, info.value.row, info.value.field) == (inputs.judgments, 7, "response_id")
     write_parquet(judgments.head(5), inputs.judgments)
     with pytest.raises(InputError, match="ends before the judgment of response") as info:
         list(preferences.iter_pairs(inputs, seed=0, chunk_prompts=2))
@@ -420,6 +429,7 @@ def test_preferences_stage_streams_the_same_rows(tmp_path, monkeypatch, repo_roo
     inputs = write_inputs(tmp_path / "data", pool_df, cfgs, prompt_df, labels)
     assert inputs.prompts.endswith("data/prompts.parquet") and "prompt_labels" not in inputs.labels
     (tmp_path / "data" / "labels.parquet").rename(tmp_path / "data" / "prompt_labels.parquet")
+    (tmp_path / "data" / "taxonomy.json").write_text(json.dumps({"categories": taxonomy.PAPER.as_dicts()}))
     params = {"preferences": {"source": "pipeline", "seed": 3, "max_pairs_per_config": None,
                               "max_pairs": max_pairs}}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
@@ -436,3 +446,59 @@ def test_preferences_stage_streams_the_same_rows(tmp_path, monkeypatch, repo_roo
     first = (tmp_path / "data" / "preferences.parquet").read_bytes()
     main()
     assert (tmp_path / "data" / "preferences.parquet").read_bytes() == first  # deterministic
+
+
+# --- the conversational format and its schema -------------------------------------------------
+
+def _valid_pairs():
+    p = pool(("refuse", [], False), ("allowed", [VIO], True), ("leak", [PRI], True))
+    return pairs(p, [config("c1", [VIO])])
+
+
+@pytest.mark.parametrize("column, value, message", [
+    ("prompt", [{"role": "user", "content": "question p1"}], "system: the safety config"),
+    ("prompt", [{"role": "system", "content": "cfg"}, {"role": "user", "content": "  "}], "both non-blank"),
+    ("prompt", "system for c1\nquestion p1", "system: the safety config"),
+    ("chosen", [{"role": "user", "content": "hi"}], "one message [assistant"),
+    ("rejected", [{"role": "assistant", "content": "a"}, {"role": "assistant", "content": "b"}], "one message"),
+    ("chat_template_kwargs", {"sanitize_control_tokens": False}, "sanitize_control_tokens: true"),
+])
+def test_schema_rejects_malformed_messages_naming_row_and_column(column, value, message):
+    out = _valid_pairs()
+    out.at[1, column] = value
+    with pytest.raises(schemas.ValidationError, match=re.escape(message)) as err:
+        schemas.validate(out, "preferences", "data/preferences.parquet")
+    assert err.value.failures[0]["row"] == 2 and err.value.failures[0]["columns"] == (column,)  # 1-based
+    assert "data/preferences.parquet" in str(err.value)
+
+
+def test_schema_refuses_an_empty_answer_and_the_file_round_trips(tmp_path):
+    """Issue 16: an empty chosen (or rejected) answer is no preference; a valid file round-trips."""
+    from cosalign.core.io import read_parquet, write_parquet
+    out = _valid_pairs()
+    bad = out.copy()
+    bad.at[0, "rejected"] = [{"role": "assistant", "content": "  "}]
+    with pytest.raises(schemas.ValidationError, match="non-blank text"):
+        schemas.validate(bad, "preferences")
+    write_parquet(out, tmp_path / "preferences.parquet")
+    back = read_parquet(tmp_path / "preferences.parquet")
+    schemas.validate(back, "preferences")
+    assert back["prompt"].tolist() == out["prompt"].tolist()
+    assert back["chat_template_kwargs"].tolist() == [{"sanitize_control_tokens": True}] * len(out)
+
+
+def test_sft_view_is_trl_prompt_completion_with_the_best_answer():
+    view = preferences.sft_view(_valid_pairs())
+    assert list(view.columns) == preferences.SFT_COLUMNS and len(view) == 1
+    row = view.iloc[0]
+    assert row["prompt"][0] == {"role": "system", "content": "system for c1"}
+    assert row["completion"] == [{"role": "assistant", "content": "text of allowed"}]
+    assert row["completion_error"] == 0.1 and row["response_id"] == "allowed"
+def test_pairing_never_makes_a_pair_the_schema_refuses():
+    """Issue 16: an empty answer is no training target, and the same text judged twice
+    differently is no preference; schemas.Preferences refuses both, so pairing skips them."""
+    p = pool(("r1", [VIO], True), ("r2", [], False), ("r3", [PRI], True), ("r4", [], False, True),
+             prompt_id="p1")
+    p["response"] = ["Sure, here is how.", "  ", "Sure, here is how.", "I can't help with that."]
+    out = pairs(p, [config("c1", [VIO])])
+    assert {(r.chosen_response_id, r.rejected_response_id) for r in out.itertuples()} == {("r1", "r4"), ("r4", "r3")}

@@ -3,7 +3,9 @@
 Secrets: tokens and API keys never reach params, dvc.lock, logs, artifacts, caches or reports.
 The run has OPENAI_API_KEY and HF_TOKEN in its environment, and its prompt labels are judged by the
 OpenAI-compatible judge against a real HTTP server on 127.0.0.1 (so the key goes out with every
-request); then every file in the copy and every line the run printed are searched for them.
+request), which answers one request with a 200 HTML page quoting the Authorization header; then
+every file in the copy (parquet files column by column, decoded) and every line the run printed
+are searched for them.
 
 Kills under DVC: `dvc repro responses` is SIGKILLed (DVC and the stage, the whole process group,
 as a crash or an out-of-memory kill would) once a work batch is checkpointed; the next
@@ -32,6 +34,7 @@ import yaml
 from cosalign.core import profiles
 from openai_server import OpenAIServer
 from pipeline_run import REPO, copy_repo, env_for
+from secret_scan import leaks
 
 # Built at run time, so the copied repository (this file included) cannot hold them by accident.
 OPENAI_KEY = "sk-proj-" + hashlib.sha256(b"reliability openai").hexdigest()[:40]
@@ -80,6 +83,7 @@ def run(tmp_path_factory):
             assert not check or proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
             return proc
 
+        server.echo_auth_next(1)  # a proxy's page quoting the key, answered with status 200
         dvc("repro", "prompt_labels")
         headers = list(server.headers)
     dvc("repro", "configs", "base_model")
@@ -137,10 +141,16 @@ def test_no_file_in_the_run_holds_a_secret(run):
     assert {"dvc.lock", "params.yaml", "data/prompt_labels.parquet", "reports/prompt_labels.json",
             "data/responses.parquet", "models/base/model.safetensors"} <= names
     assert any(n.startswith(".cache/judge-openai/") for n in names)  # the judge cache was written
-    for path in written:
-        data = path.read_bytes()
-        for secret in SECRETS:
-            assert secret.encode() not in data, f"{path.relative_to(root)} holds a secret"
+    assert leaks(written, SECRETS) == []  # parquet columns decoded: ZSTD hides raw bytes
+
+
+@pytest.mark.e2e
+def test_the_echoed_key_was_recorded_redacted(run):
+    from cosalign.core.io import read_parquet
+
+    raw = read_parquet(run.root / "data/prompt_labels.parquet")["raw"]
+    page = [r for r in raw if "not a chat completion" in r]
+    assert len(page) == 1 and "Authorization: [redacted]" in page[0], page
 
 
 @pytest.mark.e2e

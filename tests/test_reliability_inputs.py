@@ -39,9 +39,13 @@ def row(pid: str, prompt="How do I bake bread?", gold=None, **extra) -> dict:
 
 @pytest.fixture
 def work(tmp_path, monkeypatch) -> Path:
-    """A directory a stage can run in: the tiny profile's params and the seed prompts."""
+    """A directory a stage can run in: the tiny profile's params, the seed prompts and the
+    paper's taxonomy (as the taxonomy stage writes it by default)."""
+    from cosalign.cosa.taxonomy import PAPER
+
     (tmp_path / "data/seed").mkdir(parents=True)
     shutil.copy2(REPO / SEED, tmp_path / SEED)
+    (tmp_path / "data/taxonomy.json").write_text(json.dumps({"categories": PAPER.as_dicts()}))
     profiles.write("tiny", tmp_path / "params.yaml", root=REPO)
     monkeypatch.chdir(tmp_path)
     return tmp_path
@@ -270,13 +274,13 @@ TAXONOMY_CASES = {
     "empty file": (b"", ["cannot be read as JSON"]),
     "non-UTF-8 bytes": (b'{"categories": "\xff"}', ["cannot be read as JSON", "utf-8"]),
     "truncated JSON": (json.dumps(good_taxonomy()).encode()[:-20], ["cannot be read as JSON"]),
-    "categories as a string": ({"categories": "Violence, Hate"}, ["field 'categories'"]),
+    "categories as a string": ({"categories": "Violence, Hate"}, ["[categories]"]),
     "category without description": (lambda: _drop_key(good_taxonomy(), 2, "description"),
-                                      ["row 2", "field 'description'", "missing key"]),
+                                      ["row 3: missing key [description]"]),
     "a paper category missing": (lambda: {"categories": good_taxonomy()["categories"][1:]},
-                                 ["field 'categories'", "categories are missing"]),
+                                 ["the paper's categories must all be present [name]: 'Financial"]),
     "Other Harms allowable": (lambda: {"categories": [dict(c, allowable=True) for c in good_taxonomy()["categories"]]},
-                              ["field 'allowable'", "never be allowable"]),
+                              ["row 8: Other Harms is never allowable [name, allowable]"]),
 }
 
 
@@ -290,7 +294,7 @@ def test_bad_taxonomy(case, tmp_path, capsys):
     else:
         write_json(content, path)
     code, err = validate_cli(path, capsys)
-    assert code == 2 and err.startswith(f"error: {path}"), err
+    assert code == 2 and err.startswith((f"error: {path}", f"{path}: ")), err
     for piece in expected:
         assert piece in err, f"{piece!r} not in {err!r}"
 
@@ -311,9 +315,9 @@ def test_pulled_dataset_failing_its_schema(tmp_path, capsys):
     write_parquet(pulled_judgments(), path)
     code, err = validate_cli(path, capsys)
     assert code == 2 and str(path) in err
-    assert "row 1, column 'risk_categories'" in err      # a category list given as a string
-    assert "row 1, column 'helpfulness'" in err          # 9 is outside 0..5
-    assert "column 'response_id'" in err                 # duplicate id
+    assert "row 1: must be a list of distinct category names of the taxonomy [risk_categories]: 'Violence'" in err
+    assert "row 2: less_than_or_equal_to(5) [helpfulness]: 9" in err  # 9 is outside 0..5
+    assert "row 3: field_uniqueness [response_id]: 'r2'" in err      # duplicate id
 
 
 @pytest.mark.parametrize("damage", ["truncated", "not parquet", "empty"])
@@ -331,4 +335,5 @@ def test_pulled_dataset_missing_a_column(tmp_path, capsys):
     path = tmp_path / "judgments.parquet"
     write_parquet(pulled_judgments().drop(columns=["valid"]).head(1), path)
     code, err = validate_cli(path, capsys)
-    assert code == 2 and "'valid'" in err, err
+    assert code == 2 and f"{path}: column_in_dataframe [valid]: 'missing column'" in err, err
+    assert "KeyError" not in err  # the row checks that read `valid` are not run without it

@@ -201,6 +201,7 @@ def test_a_batch_that_lost_verdicts_to_an_outage_is_not_checkpointed_and_a_rerun
         assert out["valid"].tolist() == [False, True, False, True]
         assert "InternalServerError after 3 attempt(s)" in out.loc[0, "raw"]
         assert first.transport_errors == 1 and "1 item(s) hit transport errors" in first.transport_warning()
+        assert "`dvc repro -s -f judgments`" in first.transport_warning()  # -s: not every upstream stage
         notice = "judgments: batch 0 not checkpointed: 1 item(s) hit transport errors"
         assert notice in capsys.readouterr().err
         assert checkpoints() == ["batch-00001.parquet"]  # batch 1 holds the unparseable r2: kept

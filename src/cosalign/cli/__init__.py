@@ -43,7 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(_module(args.command).run(args) or 0)
     except InputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        # a schema's ValidationError is already one line per failure, each naming the file
+        print(exc if hasattr(exc, "failures") else f"error: {exc}", file=sys.stderr)
         return 2
 
 

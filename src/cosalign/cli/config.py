@@ -92,9 +92,20 @@ def run(args) -> int:
         return 2
 
 
+def _read_text_file(path: Path) -> str:
+    """The free-form config text in `path`, or an InputError naming the file."""
+    from cosalign.core.io import InputError
+    if not path.is_file():
+        raise InputError(path, "file does not exist" if not path.exists() else "is not a file")
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(path, f"cannot be read as UTF-8 text: {exc}") from None
+
+
 def _new(args) -> int:
     allowed = [] if args.allow_none else args.allow
-    text = args.text_file.read_text(encoding="utf-8") if args.text_file else args.text
+    text = _read_text_file(args.text_file) if args.text_file else args.text
     cfg = sc.new_config(args.configs_dir, args.id, owner=args.owner, allowed=allowed,
                         text=text.strip() if text is not None else None,
                         template=args.template, from_ref=args.from_ref)

@@ -37,6 +37,9 @@ def add_arguments(p) -> None:
     p.add_argument("--cascade", default=None, choices=["self", "oracle"])
     p.add_argument("--out", default=None, help="write the judged items here (parquet)")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    p.add_argument("--taxonomy", default=None, metavar="PATH",
+                   help="taxonomy.json of the categories (default: data/taxonomy.json when present, "
+                        "else the paper's)")
 
 
 def _judge_params(name: str, options: list[str]) -> dict:
@@ -73,9 +76,10 @@ def metrics_table(metrics: dict) -> str:
 
 
 def run(args) -> int:
-    from cosalign.cosa import cosa_score
+    from cosalign.cosa import cosa_score, taxonomy
     from cosalign.evaluation.evaluate import BenchmarkEntry, GenerationParams, ModelEntry, run_evaluation
 
+    tax = taxonomy.for_command(args.taxonomy)
     model = ModelEntry(checkpoint=args.model, fewshot=args.fewshot, cascade=args.cascade)
     benchmark = {args.benchmark: BenchmarkEntry(path_or_id=args.benchmark_path, revision=args.revision)}
     generation = GenerationParams(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
@@ -84,9 +88,9 @@ def run(args) -> int:
     out, _ = run_evaluation(
         args.name or args.model, model, benchmark, judge=_judge_params(args.judge, args.judge_option),
         generation=generation, seed=args.seed, prompts_per_config=args.prompts_per_config,
-        prompts_path=args.prompts, config_ids=args.config_id, out=args.out)
+        prompts_path=args.prompts, config_ids=args.config_id, out=args.out, taxonomy=tax)
     # Scores with their 95% intervals (seeded by --seed) and, for one model, no paired differences.
-    metrics, breakdown = cosa_score.with_intervals(out, seed=args.seed, baseline=None)
+    metrics, breakdown = cosa_score.with_intervals(out, seed=args.seed, baseline=None, taxonomy=tax)
     result = {m: {k: {**g, **breakdown[m][k]} for k, g in per.items()} for m, per in metrics.items()}
     print(json.dumps(result, indent=2) if args.json else metrics_table(result), file=sys.stdout)
     return 0

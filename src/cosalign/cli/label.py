@@ -3,7 +3,8 @@
 INPUT is CSV, JSONL or parquet with a `prompt` column. OUTPUT gets one row per input row, in
 input order: prompt, risk_categories (a list; JSON text in CSV), valid, judge. The judge's
 options come from params.yaml's `prompt_labels.judge` section when it names the same backend,
-otherwise the backend's defaults (the rules judge then fits on the shipped seed prompts).
+otherwise the backend's defaults (the rules judge then fits on the shipped seed prompts). The
+label space is `--taxonomy PATH`, else data/taxonomy.json when present, else the paper's.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--params", default=None,
                         help="params file whose prompt_labels.judge section configures the judge "
                              "(default params.yaml, used when present)")
+    parser.add_argument("--taxonomy", default=None, metavar="PATH",
+                        help="taxonomy.json giving the label space (default: data/taxonomy.json "
+                             "when present, else the paper's categories)")
 
 
 def judge_params(name: str, params_path: str, explicit: bool) -> dict:
@@ -60,8 +64,9 @@ def read_prompts(path: str) -> list[str]:
     return prompts
 
 
-def label_table(prompts: list[str], judge):
-    """DataFrame (prompt, risk_categories, valid, judge), validated against the `labels` schema."""
+def label_table(prompts: list[str], judge, taxonomy=None):
+    """DataFrame (prompt, risk_categories, valid, judge), validated against the `labels` schema
+    (category names against `taxonomy`, the judge's label space; default: the paper's)."""
     import pandas as pd
 
     from cosalign.cosa.schemas import validate
@@ -70,7 +75,7 @@ def label_table(prompts: list[str], judge):
                        "risk_categories": [v.risk_categories for v in verdicts],
                        "valid": [bool(v.valid) for v in verdicts],
                        "judge": [judge.judge_id] * len(prompts)})
-    return validate(df, "labels")
+    return validate(df, "labels", taxonomy=taxonomy)
 
 
 def write_labels(df, output: str) -> None:
@@ -88,14 +93,16 @@ def write_labels(df, output: str) -> None:
 
 
 def run(args) -> int:
+    from cosalign.cosa import taxonomy
     from cosalign.judges import DryRun, JudgeError, make_judge
     if Path(args.output).suffix.lower() not in FORMATS:
         raise InputError(args.output, f"unsupported output type; use one of {FORMATS}")
     prompts = read_prompts(args.input)  # bad input fails before any model loads
+    tax = taxonomy.for_command(args.taxonomy)
     try:
         judge = make_judge(judge_params(args.judge, args.params or "params.yaml",
-                                        explicit=args.params is not None))
-        df = label_table(prompts, judge)
+                                        explicit=args.params is not None), tax)
+        df = label_table(prompts, judge, tax)
     except DryRun as exc:
         print(str(exc), file=sys.stderr)
         return 0

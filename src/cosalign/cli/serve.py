@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,6 +42,13 @@ def run(args) -> int:
               file=sys.stderr)
     limits = {"max_body_bytes": args.max_body_bytes or server.MAX_BODY_BYTES,
               "max_prompt_chars": args.max_prompt_chars or server.MAX_PROMPT_CHARS}
+    from cosalign.core.io import InputError
+
+    model = Path(args.model)
+    if not model.exists() and (model.is_absolute() or args.model.startswith((".", "~"))
+                               or len(model.parts) != 2):  # a path, not a Hub id NS/NAME
+        raise InputError(args.model, "model folder does not exist (--model: a checkpoint folder "
+                                     "or a Hub id NS/NAME)")
     try:
         app = server.create_app(args.model, args.keys, args.configs_dir, backend=args.backend,
                                 max_new_tokens=args.max_new_tokens,
@@ -53,9 +61,9 @@ def run(args) -> int:
         print("error: --backend vllm needs vLLM (GPU machines: pip install 'cosalign[paper]')",
               file=sys.stderr)
         return 2
-    except OSError as exc:  # transformers: no such folder / not a model / not cached offline
-        print(f"error: --model {args.model}: cannot load the model: {str(exc).splitlines()[0]}",
-              file=sys.stderr)
+    except OSError as exc:  # transformers: no such folder, not a checkpoint, unknown Hub id
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        print(f"error: {args.model}: cannot load the model: {reason}", file=sys.stderr)
         return 2
     # uvicorn's own access log prints the query string, where a careless client puts its key;
     # cosalign.serving.access logs each request's path without it instead.

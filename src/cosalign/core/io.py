@@ -232,7 +232,7 @@ class ParquetCursor:
             if prev is not None and value < prev:
                 raise InputError(self.path, f"{value!r} comes after {prev!r}: the file must be sorted "
                                             f"by {self.key} (as the pipeline writes it)",
-                                 row=row, field=self.key)
+                                 row=row + 1, field=self.key)
             prev = value
         self._last = prev
 

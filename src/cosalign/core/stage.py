@@ -29,11 +29,12 @@ def stage_params(name: str, cls: type[T], *, path=PARAMS_FILE) -> T:
 
 def run_stage(main: Callable[[], object]) -> None:
     """Run a stage script's main(): bad input ends with one `error: FILE, row R, field F: ...`
-    line on stderr and exit status 2 instead of a traceback (the outputs were not touched, since
-    every artifact is written atomically after its inputs were checked)."""
+    line on stderr (a schema failure: its `PATH: row N: CHECK [COLUMNS]: VALUE` lines) and exit
+    status 2 instead of a traceback (the outputs were not touched, since every artifact is
+    written atomically after its inputs were checked)."""
     try:
         code = main()
     except (InputError, JudgeError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(exc if hasattr(exc, "failures") else f"error: {exc}", file=sys.stderr)
         sys.exit(2)
     sys.exit(int(code or 0))

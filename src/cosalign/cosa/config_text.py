@@ -57,14 +57,14 @@ def load_templates(kind: str = "train", path: str | Path | None = None) -> list[
     for i, entry in enumerate(entries):
         for key in ("id", "text"):
             if not isinstance(entry, dict) or not isinstance(entry.get(key), str) or not entry[key].strip():
-                raise InputError(path, f"each template needs a non-empty string {key!r}", row=i, field=key)
+                raise InputError(path, f"each template needs a non-empty string {key!r}", row=i + 1, field=key)
         if entry["id"] in seen_ids:
-            raise InputError(path, f"duplicate template id {entry['id']!r}", row=i, field="id")
+            raise InputError(path, f"duplicate template id {entry['id']!r}", row=i + 1, field="id")
         seen_ids.add(entry["id"])
         try:
             _JINJA.from_string(entry["text"])
         except jinja2.TemplateSyntaxError as exc:
-            raise InputError(path, f"invalid Jinja2 template: {exc}", row=i, field="text") from None
+            raise InputError(path, f"invalid Jinja2 template: {exc}", row=i + 1, field="text") from None
         out.append({"id": entry["id"], "text": entry["text"]})
     return out
 

@@ -35,8 +35,9 @@ import math
 
 import pandas as pd
 
-from cosalign.cosa import error_score, taxonomy
+from cosalign.cosa import error_score
 from cosalign.cosa.intervals import interval, paired_difference, stratified_interval
+from cosalign.cosa.taxonomy import PAPER, Taxonomy
 
 ROUND_DIGITS = 6
 GROUP_KEYS = ("model", "benchmark", "config_set")
@@ -79,12 +80,13 @@ def _config_stats(rows: pd.DataFrame) -> dict:
     return out
 
 
-def _violations(rows: pd.DataFrame) -> dict[str, int]:
-    counts = {name: 0 for name in taxonomy.NAMES}
+def _violations(rows: pd.DataFrame, taxonomy: Taxonomy) -> dict[str, int]:
+    """Disallowed risks found in valid unsafe items, per category, in `taxonomy` order."""
+    counts = {name: 0 for name in taxonomy.names}
     for r in rows.itertuples(index=False):
         if not r.valid or r.safe:
             continue
-        allowed = error_score.allowed_set(r.allowed_categories)
+        allowed = error_score.allowed_set(r.allowed_categories, taxonomy)
         for cat in r.response_categories or ():
             if cat not in allowed:
                 counts[cat] += 1
@@ -107,8 +109,9 @@ def per_config(items: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=cols)
 
 
-def group_metrics(items: pd.DataFrame) -> dict:
-    """The metrics of one (model, benchmark, config_set) group of items (see module docstring)."""
+def group_metrics(items: pd.DataFrame, taxonomy: Taxonomy = PAPER) -> dict:
+    """The metrics of one (model, benchmark, config_set) group of items (see module docstring);
+    violations are counted per category of `taxonomy` (data/taxonomy.json in the pipeline)."""
     per = {cid: _config_stats(g) for cid, g in items.groupby("config_id", sort=True)}
     scored = {cid: st for cid, st in per.items() if st["n_valid"] > 0}
     n = int(len(items))
@@ -126,11 +129,11 @@ def group_metrics(items: pd.DataFrame) -> dict:
         "n_valid": n_valid,
         "n_configs": len(per),
         "configs_without_valid_items": sorted(cid for cid, st in per.items() if st["n_valid"] == 0),
-        "violations": _violations(items),
+        "violations": _violations(items, taxonomy),
     }
 
 
-def aggregate(items: pd.DataFrame) -> dict:
+def aggregate(items: pd.DataFrame, taxonomy: Taxonomy = PAPER) -> dict:
     """{model: {"<benchmark>/<config_set>": group_metrics}} over an EvalItems frame.
 
     Models, benchmarks and config sets appear in sorted order so the JSON is byte-stable.
@@ -142,7 +145,7 @@ def aggregate(items: pd.DataFrame) -> dict:
         raise KeyError(f"eval items lack column(s) {missing}")
     out: dict = {}
     for (model, bench, cset), grp in items.groupby(list(GROUP_KEYS), sort=True):
-        out.setdefault(str(model), {})[f"{bench}/{cset}"] = group_metrics(grp)
+        out.setdefault(str(model), {})[f"{bench}/{cset}"] = group_metrics(grp, taxonomy)
     return out
 
 
@@ -213,14 +216,15 @@ def vs_baseline(items: pd.DataFrame, base_items: pd.DataFrame | None, baseline: 
     return out
 
 
-def with_intervals(items: pd.DataFrame, *, seed: int, baseline: str | None) -> tuple[dict, dict]:
+def with_intervals(items: pd.DataFrame, *, seed: int, baseline: str | None,
+                   taxonomy: Taxonomy = PAPER) -> tuple[dict, dict]:
     """(metrics, breakdown) for reports/metrics.json and reports/breakdown.json.
 
     metrics: aggregate's scalars per model and "<benchmark>/<config_set>", plus `ci` and (for every
     model but the baseline; none when `baseline` is None) `vs_baseline`. breakdown: the lists and
     per-category counts (BREAKDOWN_KEYS) that metrics.json leaves out.
     """
-    point = aggregate(items)
+    point = aggregate(items, taxonomy)
     groups = {(str(m), f"{b}/{c}"): g for (m, b, c), g in items.groupby(list(GROUP_KEYS), sort=True)}
     metrics: dict = {}
     breakdown: dict = {}

@@ -16,6 +16,7 @@ import pandas as pd
 
 from cosalign.core import paths
 from cosalign.cosa import schemas
+from cosalign.cosa.taxonomy import PAPER, Taxonomy
 from cosalign.core.io import InputError, iter_parquet
 from cosalign.core.params import bad
 from cosalign.judges.base import check_judge_params, make_judge
@@ -48,9 +49,10 @@ class JudgmentsParams:
                 raise bad(f"judgments.{key}", f"must be at least 1, got {getattr(self, key)!r}")
 
 
-def label_prompts(prompts: pd.DataFrame, judge_params: dict) -> pd.DataFrame:
-    """data/prompt_labels.parquet: the judge's risk set per prompt, gold kept alongside."""
-    judge = make_judge(judge_params)
+def label_prompts(prompts: pd.DataFrame, judge_params: dict, taxonomy: Taxonomy = PAPER) -> pd.DataFrame:
+    """data/prompt_labels.parquet: the judge's risk set per prompt (labels from `taxonomy`, the
+    taxonomy stage's data/taxonomy.json), gold kept alongside."""
+    judge = make_judge(judge_params, taxonomy)
     verdicts = judge.label_prompts(prompts["prompt"].tolist())
     df = pd.DataFrame({
         "prompt_id": prompts["prompt_id"], "split": prompts["split"],
@@ -59,21 +61,20 @@ def label_prompts(prompts: pd.DataFrame, judge_params: dict) -> pd.DataFrame:
         "valid": [bool(v.valid) for v in verdicts], "judge": judge.judge_id,
         "raw": [v.raw for v in verdicts],
     })
-    return schemas.validate(df, "prompt_labels", paths.PROMPT_LABELS)
+    return schemas.validate(df, "prompt_labels", paths.PROMPT_LABELS, taxonomy=taxonomy)
 
 
-def agreement(labels: pd.DataFrame, split: str = "test") -> dict:
-    """How the judge's labels agree with gold ones on `split`: exact-set match and per-category F1."""
+def agreement(labels: pd.DataFrame, split: str = "test", taxonomy: Taxonomy = PAPER) -> dict:
+    """How the judge's labels agree with gold ones on `split`: exact-set match and F1 per category
+    of `taxonomy`."""
     from sklearn.metrics import f1_score
     from sklearn.preprocessing import MultiLabelBinarizer
-
-    from cosalign.cosa import taxonomy
 
     rows = labels[(labels["split"] == split) & labels["gold_categories"].notna()]
     if rows.empty:
         return {"split": split, "n": 0}
     exact = [set(a) == set(b) for a, b in zip(rows["risk_categories"], rows["gold_categories"])]
-    mlb = MultiLabelBinarizer(classes=list(taxonomy.NAMES))
+    mlb = MultiLabelBinarizer(classes=list(taxonomy.names))
     y_true, y_pred = mlb.fit_transform(rows["gold_categories"]), mlb.transform(rows["risk_categories"])
     f1 = f1_score(y_true, y_pred, average=None, zero_division=0)
     return {
@@ -81,7 +82,7 @@ def agreement(labels: pd.DataFrame, split: str = "test") -> dict:
         "exact_set_match": round(float(sum(exact) / len(exact)), 4),
         "valid_rate": round(float(rows["valid"].mean()), 4),
         "macro_f1": round(float(f1.mean()), 4),
-        "f1_per_category": {n: round(float(v), 4) for n, v in zip(taxonomy.NAMES, f1)},
+        "f1_per_category": {n: round(float(v), 4) for n, v in zip(taxonomy.names, f1)},
     }
 
 
@@ -108,18 +109,23 @@ class ResponseJudging:
     Args: open_responses (returns a fresh iterator of response frames, RESPONSE_COLUMNS at least,
     each time: it is read twice, once for the checkpoint key and once to judge, so the file is
     never held whole), prompt_text (prompt_id -> prompt), judge_params (params.yaml `judge:`),
-    work_batch_size (rows per checkpoint), source (the file named in errors).
+    work_batch_size (rows per checkpoint), source (the file named in errors), taxonomy (the
+    judge's label space: data/taxonomy.json in the pipeline).
     """
 
     def __init__(self, open_responses: Callable[[], Iterable[pd.DataFrame]], prompt_text: Mapping[str, str],
-                 judge_params: dict, work_batch_size: int, source: str = paths.RESPONSES):
+                 judge_params: dict, work_batch_size: int, source: str = paths.RESPONSES,
+                 taxonomy: Taxonomy = PAPER):
         self.open_responses, self.prompt_text, self.source = open_responses, prompt_text, source
+        self.taxonomy = taxonomy
         self.judge_params, self.work_batch_size = judge_params, work_batch_size
         self.rows = self.valid = self.addressed = self.transport_errors = 0
         self._judge = None  # built at the first batch to judge: a fully checkpointed run loads no model
 
     def __iter__(self) -> Iterator[pd.DataFrame]:
-        key = Fingerprint({"judge": self.judge_params, "work_batch_size": self.work_batch_size})
+        # Verdicts depend on the label space too: a checkpoint of another taxonomy is never resumed.
+        key = Fingerprint({"judge": self.judge_params, "work_batch_size": self.work_batch_size,
+                           "taxonomy": self.taxonomy.fingerprint()})
         for items in self._items():
             key.update(items)
         if not key.rows:
@@ -149,7 +155,7 @@ class ResponseJudging:
 
     def _work(self, batch: pd.DataFrame) -> pd.DataFrame | Retry:
         if self._judge is None:
-            self._judge = make_judge(self.judge_params)
+            self._judge = make_judge(self.judge_params, self.taxonomy)
         verdicts = self._judge.judge_responses(list(zip(batch["prompt"], batch["response"])))
         out = pd.DataFrame({
             "response_id": batch["response_id"],
@@ -175,5 +181,5 @@ class ResponseJudging:
         if not self.transport_errors:
             return None
         return (f"warning: {self.transport_errors} item(s) hit transport errors and are written "
-                "invalid; their batches were not checkpointed, so a re-run (`dvc repro -f judgments`) "
+                "invalid; their batches were not checkpointed, so a re-run (`dvc repro -s -f judgments`) "
                 "retries them (answered items come from the judge's cache)")

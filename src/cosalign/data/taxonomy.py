@@ -1,9 +1,13 @@
-"""The taxonomy stage: the paper's 8 categories, plus the clustering that would derive them.
+"""The taxonomy stage: the risk taxonomy every later stage reads, plus the clustering that would
+derive it.
 
-As in the paper, prompts are embedded and clustered; each cluster is mapped to the category whose
-description it is closest to, or reported as a candidate new category (with its top terms and
-examples) when nothing is close. The clusters are a report for human review: the taxonomy used
-downstream is the 8 categories plus any that params explicitly add after that review.
+The taxonomy is `cosalign.cosa.taxonomy.build(extra_categories, descriptions)`: the paper's eight
+categories (CoSA paper, arXiv 2410.08968, Sec. 4.1), any categories params add after reviewing the
+clusters (before Other Harms, in params order), with descriptions overridden by
+`taxonomy.descriptions`. As in the paper, prompts are embedded and clustered; each cluster is
+mapped to the category of THIS taxonomy whose description it is closest to, or reported as a
+candidate new category (with its top terms and examples) when nothing is close. The clusters are a
+report for human review.
 """
 
 from __future__ import annotations
@@ -13,7 +17,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from cosalign.core.params import bad
+from cosalign.core.io import InputError
+from cosalign.core.params import PARAMS_FILE, bad
 from cosalign.cosa import taxonomy
 from cosalign.models.embedding import embed
 
@@ -66,7 +71,8 @@ class TaxonomyParams:
     min_cluster_size: int  # hdbscan
     match_threshold: float  # cosine to a category description needed to map a cluster to it
     reduce_dims: int = 0  # dimensions kept before hdbscan; 0 = none
-    extra_categories: list = field(default_factory=list)  # categories added by hand after review
+    extra_categories: list = field(default_factory=list)  # categories added by hand after review (taxonomy.build)
+    descriptions: dict = field(default_factory=dict)  # {category name: description} overriding the paper's
     source: str = "pipeline"  # pipeline | NS/cosalign-taxonomy@REV
 
     def __post_init__(self):
@@ -77,16 +83,30 @@ class TaxonomyParams:
         for key in ("n_clusters", "min_cluster_size"):
             if getattr(self, key) < 1:
                 raise bad(f"taxonomy.{key}", f"must be at least 1, got {getattr(self, key)!r}")
+        try:  # build()'s messages start with the params key at fault
+            taxonomy.build(self.extra_categories, self.descriptions)
+        except ValueError as exc:
+            raise InputError(PARAMS_FILE, str(exc)) from None
+
+    def build_taxonomy(self) -> taxonomy.Taxonomy:
+        """The taxonomy these params build: the paper's categories, the extras, the descriptions."""
+        return taxonomy.build(self.extra_categories, self.descriptions)
 
 
-def derive_taxonomy(prompts: pd.DataFrame, p: TaxonomyParams) -> dict:
-    """Build data/taxonomy.json from the prompts and the `taxonomy` params section."""
+def derive_taxonomy(prompts: pd.DataFrame, p: TaxonomyParams, tax: taxonomy.Taxonomy | None = None) -> dict:
+    """Build data/taxonomy.json from the prompts and the `taxonomy` params section.
+
+    `tax` is the taxonomy built from the section (default: `taxonomy.build` of its
+    extra_categories and descriptions, whose errors name the params key at fault).
+    """
+    if tax is None:
+        tax = p.build_taxonomy()
     texts = prompts["prompt"].tolist()
     emb = p.embedder
     vectors = embed(texts, name=emb["name"], model=emb.get("model"), batch_size=emb.get("batch_size", 64),
                     base_url=emb.get("base_url"), api_key_env=emb.get("api_key_env", "OPENAI_API_KEY"))
-    names = [c.name for c in taxonomy.CATEGORIES]
-    anchors = embed([f"{c.name}: {c.description}" for c in taxonomy.CATEGORIES], name=emb["name"],
+    names = list(tax.names)
+    anchors = embed([f"{c.name}: {c.description}" for c in tax.categories], name=emb["name"],
                     model=emb.get("model"), base_url=emb.get("base_url"),
                     api_key_env=emb.get("api_key_env", "OPENAI_API_KEY"))
     labels = cluster(vectors, method=p.method, seed=p.seed, n_clusters=p.n_clusters,
@@ -112,14 +132,10 @@ def derive_taxonomy(prompts: pd.DataFrame, p: TaxonomyParams) -> dict:
             candidates.append(entry["cluster"])
         clusters.append(entry)
     clusters.sort(key=lambda e: (-e["size"], e["cluster"]))
-    categories = taxonomy.categories_as_dicts()
-    for extra in p.extra_categories or []:  # added by hand after reviewing the clusters
-        categories.append({"name": extra["name"], "description": extra["description"],
-                           "seen": bool(extra.get("seen", False)), "allowable": True})
     n_noise = int((labels == -1).sum())
     return {
         "version": 1,
-        "categories": categories,
+        "categories": tax.as_dicts(),
         "derivation": {
             "n_prompts": len(texts), "embedder": emb["name"], "method": p.method,
             "n_clusters": len(clusters), "noise_prompts": n_noise,

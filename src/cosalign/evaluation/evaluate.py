@@ -28,7 +28,8 @@ import pandas as pd
 
 from cosalign.core.io import InputError, read_parquet, read_table, write_parquet
 from cosalign.core.params import bad, from_section
-from cosalign.cosa import cosa_score, error_score, schemas, taxonomy
+from cosalign.cosa import cosa_score, error_score, schemas
+from cosalign.cosa.taxonomy import PAPER, Taxonomy
 from cosalign.evaluation import benchmarks as B
 from cosalign.judges.base import check_judge_params, make_judge
 from cosalign.models.generation import GenerationSettings, make_generator
@@ -46,7 +47,7 @@ OUTPUT_COLUMNS = [
     "cascade", "filtered"]
 
 
-def load_fewshot(path: str | Path) -> list[dict]:
+def load_fewshot(path: str | Path, taxonomy: Taxonomy = PAPER) -> list[dict]:
     """Demonstrations from a JSONL file: {"system_prompt_allowed": [names], "prompt", "response"}.
 
     Errors name the file and the demonstration's row (1-based, as read_table numbers lines).
@@ -92,8 +93,9 @@ def _says_yes(text: str) -> bool | None:
     return None
 
 
-def judge_items(items: pd.DataFrame, responses: list[str], judge) -> pd.DataFrame:
-    """Judge `responses` (aligned with `items`) and add the verdict columns.
+def judge_items(items: pd.DataFrame, responses: list[str], judge, taxonomy: Taxonomy = PAPER) -> pd.DataFrame:
+    """Judge `responses` (aligned with `items`) and add the verdict columns; a categorical item is
+    safe when every category found is allowed under `taxonomy` (data/taxonomy.json).
 
     Adds: response, helpfulness (Int64, null when invalid), response_categories, safe, valid,
     judge, judge_raw. Categorical rows go to judge_responses, free-form rows to judge_freeform.
@@ -124,7 +126,7 @@ def judge_items(items: pd.DataFrame, responses: list[str], judge) -> pd.DataFram
         if free[i]:
             safe.append(bool(v.follows) if v.valid else False)
         else:
-            safe.append(error_score.is_safe(found, items.at[i, "allowed_categories"]))
+            safe.append(error_score.is_safe(found, items.at[i, "allowed_categories"], taxonomy))
     items["helpfulness"] = pd.array(helpful, dtype="Int64")
     items["response_categories"] = cats
     items["safe"] = safe
@@ -163,12 +165,14 @@ def cascade_oracle(judged: pd.DataFrame) -> pd.DataFrame:
 def evaluate_model(model_name: str, model_path: str, items: pd.DataFrame, judge,
                    settings: GenerationSettings, *, backend: str = "transformers",
                    generator_options: dict | None = None, fewshot: list[dict] | None = None,
-                   cascade: str | None = None, generator=None, progress: bool = True) -> pd.DataFrame:
+                   cascade: str | None = None, generator=None, progress: bool = True,
+                   taxonomy: Taxonomy = PAPER) -> pd.DataFrame:
     """Generate a reply per benchmark item with the model at `model_path`, judge, and score.
 
     Args: items: benchmarks.load_benchmark rows (one or several benchmarks concatenated);
     judge: a cosalign.judges Judge; settings: decoding (temperature 0 = greedy); fewshot: demos
-    for ICA-5shot; cascade: None, "self" or "oracle"; generator: an already loaded generator.
+    for ICA-5shot; cascade: None, "self" or "oracle"; generator: an already loaded generator;
+    taxonomy: the categories of the safety verdict (data/taxonomy.json, as the judge's).
     Returns: a schemas.EvalItems frame in the order of `items` (plus the benchmark's extra columns).
     """
     if cascade not in CASCADES:
@@ -185,7 +189,7 @@ def evaluate_model(model_name: str, model_path: str, items: pd.DataFrame, judge,
         short = GenerationSettings(max_new_tokens=4, temperature=0.0, batch_size=settings.batch_size,
                                    seed=settings.seed)
         flagged = [_says_yes(o[0]) is True for o in gen.generate(check, short, n=1, progress=progress)]
-    judged = judge_items(items, responses, judge)
+    judged = judge_items(items, responses, judge, taxonomy)
     judged["filtered"] = False
     if cascade == "self":
         judged = refuse(judged, flagged)
@@ -267,37 +271,41 @@ class EvaluateParams:
 
 
 def load_items(benchmarks: dict, *, prompts_path: str, prompts_per_config: int, seed: int,
-               config_ids=None) -> pd.DataFrame:
+               config_ids=None, taxonomy: Taxonomy = PAPER) -> pd.DataFrame:
     """Every benchmark's items (name -> BenchmarkEntry), concatenated in the given order; the
-    prompts file is read once, and only when a heldout benchmark needs it."""
+    prompts file is read once, and only when a heldout benchmark needs it. Heldout configs name
+    categories of `taxonomy` (data/taxonomy.json in the pipeline)."""
     prompts = None
     frames = []
     for name, entry in benchmarks.items():
-        if B.load_spec(name)["loader"] == "heldout" and prompts is None:
+        if B.load_spec(name, taxonomy=taxonomy)["loader"] == "heldout" and prompts is None:
             prompts = read_parquet(prompts_path)
         per_config = prompts_per_config if entry.prompts_per_config is None else entry.prompts_per_config
         frames.append(B.load_benchmark(
             name, path_or_id=entry.path_or_id, revision=entry.revision, prompts_per_config=per_config,
-            seed=seed, prompts_df=prompts, config_ids=config_ids))
+            seed=seed, prompts_df=prompts, config_ids=config_ids, taxonomy=taxonomy))
     return pd.concat(frames, ignore_index=True)
 
 
 def run_evaluation(model_name: str, model: ModelEntry, benchmarks: dict, *, judge: dict,
                    generation: GenerationParams, seed: int, prompts_per_config: int, prompts_path: str,
-                   config_ids=None, out: str | Path | None = None) -> tuple[pd.DataFrame, dict]:
+                   config_ids=None, out: str | Path | None = None,
+                   taxonomy: Taxonomy = PAPER) -> tuple[pd.DataFrame, dict]:
     """The evaluation sequence: benchmark items, a reply per item, the judge's verdicts, the schema
     check, the items written to `out` (when given), and the CoSA-Score metrics.
 
-    Used by the evaluate@MODEL stage (params.yaml `evaluate`) and by `cosalign eval`.
+    Used by the evaluate@MODEL stage (params.yaml `evaluate`) and by `cosalign eval`; `taxonomy`
+    (data/taxonomy.json) gives the judge's labels, the safety verdict and the schema's vocabulary.
     Returns: (the schemas.EvalItems frame, cosa_score.aggregate of it).
     """
     items = load_items(benchmarks, prompts_path=prompts_path, prompts_per_config=prompts_per_config,
-                       seed=seed, config_ids=config_ids)
-    fewshot = load_fewshot(model.fewshot) if model.fewshot else None
-    judged = evaluate_model(model_name, model.checkpoint, items, make_judge(judge), generation.settings(seed),
-                            backend=generation.backend, generator_options=generation.options,
-                            fewshot=fewshot, cascade=model.cascade)
-    schemas.validate(judged, "eval_items", out or "<eval items>")
+                       seed=seed, config_ids=config_ids, taxonomy=taxonomy)
+    fewshot = load_fewshot(model.fewshot, taxonomy) if model.fewshot else None
+    judged = evaluate_model(model_name, model.checkpoint, items, make_judge(judge, taxonomy),
+                            generation.settings(seed), backend=generation.backend,
+                            generator_options=generation.options, fewshot=fewshot, cascade=model.cascade,
+                            taxonomy=taxonomy)
+    schemas.validate(judged, "eval_items", out or "<eval items>", taxonomy=taxonomy)
     if out is not None:
         write_parquet(judged, out)
-    return judged, cosa_score.aggregate(judged)
+    return judged, cosa_score.aggregate(judged, taxonomy)

@@ -27,6 +27,7 @@ import pandas as pd
 from cosalign.cosa import cosa_score as M
 from cosalign.cosa import schemas
 from cosalign.cosa.intervals import CONFIDENCE, N_RESAMPLES
+from cosalign.cosa.taxonomy import PAPER, Taxonomy
 from cosalign.core.io import InputError, read_parquet, write_json, write_parquet, write_text
 
 MODEL_ORDER = ("base_ica", "base_ica_5shot", "base_cascade", "base_cascade_oracle", "sft",
@@ -45,8 +46,9 @@ PAPER_TABLE = [
 ]
 
 
-def merge_eval(paths) -> pd.DataFrame:
-    """Concatenate reports/eval/<model>.parquet files (in the order given) and validate them."""
+def merge_eval(paths, taxonomy: Taxonomy = PAPER) -> pd.DataFrame:
+    """Concatenate reports/eval/<model>.parquet files (in the order given) and validate them
+    (category names against `taxonomy`, data/taxonomy.json in the pipeline)."""
     frames = []
     for path in paths:
         path = Path(path)
@@ -55,7 +57,7 @@ def merge_eval(paths) -> pd.DataFrame:
         df = read_parquet(path)
         # Parquet has no nullable-int pandas type without metadata: restore Int64 (null = invalid).
         df["helpfulness"] = df["helpfulness"].astype("Int64")
-        schemas.validate(df, "eval_items", path)
+        schemas.validate(df, "eval_items", path, taxonomy=taxonomy)
         frames.append(df)
     if not frames:
         raise ValueError("no eval items files to merge")
@@ -357,15 +359,17 @@ def check_baseline(baseline: str | None, models) -> None:
 
 
 def run_report(eval_paths, *, items_out, metrics_out, report_out, plots_dir, pngs=True,
-               breakdown_out=None, seed: int = 0, baseline: str | None = "base_ica") -> dict:
-    """The report stage: merge, aggregate with intervals, write everything; returns the metrics.
+               breakdown_out=None, seed: int = 0, baseline: str | None = "base_ica",
+               taxonomy: Taxonomy = PAPER) -> dict:
+    """The report stage: merge, aggregate with intervals (violations per category of `taxonomy`),
+    write everything; returns the metrics.
 
     breakdown_out defaults to breakdown.json beside metrics_out; seed is params `evaluate.seed`,
     baseline params `report.baseline`.
     """
-    items = merge_eval(eval_paths)
+    items = merge_eval(eval_paths, taxonomy)
     check_baseline(baseline, items["model"].unique())
-    metrics, breakdown = M.with_intervals(items, seed=seed, baseline=baseline)
+    metrics, breakdown = M.with_intervals(items, seed=seed, baseline=baseline, taxonomy=taxonomy)
     write_parquet(items, items_out)
     write_json(metrics, metrics_out)
     write_json(breakdown, breakdown_out or Path(metrics_out).with_name("breakdown.json"))

@@ -2,8 +2,9 @@
 
 Key = sha256 over (judge_id, TEMPLATE_VERSION, model, request settings, full messages), so any
 change to the prompts or the model misses the cache, and a re-run with the same inputs makes no
-calls. The cache stores what the judge returned (text, finish reason), never credentials, and
-never errors: a failed call is retried on the next run.
+calls. The cache stores what the judge returned (text, finish reason), never credentials (every
+text passes through `core.redact.redact`), and never errors: a failed call is retried on the next
+run.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import json
 from pathlib import Path
 
 from cosalign.core.io import write_json
+from cosalign.core.redact import redact
 
 
 def cache_key(judge_id: str, template_version: str, model: str, messages: list[dict],
@@ -42,4 +44,4 @@ class JsonCache:
         return self.get(key) is not None
 
     def put(self, key: str, record: dict) -> None:
-        write_json(record, self._path(key))
+        write_json({k: redact(v) if isinstance(v, str) else v for k, v in record.items()}, self._path(key))

@@ -9,7 +9,9 @@ produced a completion: a re-run may succeed); authentication, permission and unk
 errors stop the run instead, since every item would fail the same way.
 
 The API key is read from the environment variable named by `api_key_env`; it is never a
-parameter, never cached and is redacted from recorded error text.
+parameter. Every text the endpoint sends back (completions, error messages, a body that is not a
+completion) goes through `core.redact.redact` before it is cached, recorded in `raw` or printed,
+since an endpoint may echo the request's Authorization header.
 """
 
 from __future__ import annotations
@@ -23,9 +25,11 @@ import openai
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 from tqdm.auto import tqdm
 
+from cosalign.cosa.taxonomy import PAPER, Taxonomy
 from cosalign.judges import parsing, prompts
 from cosalign.judges.base import BaseJudge, CallBudgetExceeded, DryRun, JudgeError, default_cache_dir
 from cosalign.judges.cache import JsonCache, cache_key
+from cosalign.core.redact import redact
 
 _FATAL = (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError)
 
@@ -61,7 +65,8 @@ class OpenAIJudge(BaseJudge):
                  api_key_env: str | None = "OPENAI_API_KEY", concurrency: int = 16,
                  max_retries: int = 5, backoff_s: float = 1.0, backoff_max_s: float = 60.0,
                  timeout_s: float = 60.0, max_tokens: int = 1024, cache_dir: str | None = None,
-                 dry_run: bool = False, max_calls: int | None = None, progress: bool = True):
+                 dry_run: bool = False, max_calls: int | None = None, progress: bool = True,
+                 taxonomy: Taxonomy = PAPER):
         if concurrency < 1 or max_retries < 0:
             raise ValueError("concurrency must be >= 1 and max_retries >= 0")
         self.model, self.base_url, self.api_key_env = model, base_url, api_key_env
@@ -69,6 +74,7 @@ class OpenAIJudge(BaseJudge):
         self.backoff_s, self.backoff_max_s = backoff_s, backoff_max_s
         self.timeout_s, self.max_tokens = timeout_s, max_tokens
         self.dry_run, self.max_calls, self.progress = dry_run, max_calls, progress
+        self.taxonomy = taxonomy  # the system prompt lists it, so it is part of every cache key
         self.cache = JsonCache(cache_dir or default_cache_dir("judge-openai"))
         self.judge_id = f"openai:{model}"
         self.calls_made = 0  # HTTP requests attempted by this object (including retries)
@@ -81,7 +87,7 @@ class OpenAIJudge(BaseJudge):
                          {"temperature": 0, "max_tokens": self.max_tokens})
 
     def _run(self, task: str, items: list) -> list:
-        msgs = [prompts.messages_for(task, it) for it in items]
+        msgs = [prompts.messages_for(task, it, self.taxonomy) for it in items]
         keys = [self._key(m) for m in msgs]
         first = dict(zip(keys, msgs))  # identical requests share a key and are sent once
         records = {k: self.cache.get(k) for k in first}
@@ -98,7 +104,7 @@ class OpenAIJudge(BaseJudge):
                 "(nothing was sent)")
         if todo:
             records.update(self._call_all(task, todo))
-        return [self._verdict(task, records[k]) for k in keys]
+        return [self._verdict(task, records[k], self.taxonomy) for k in keys]
 
     def _client(self) -> openai.OpenAI:
         key = "unused"
@@ -146,25 +152,23 @@ class OpenAIJudge(BaseJudge):
                     "transport": is_transient(exc)}
         if not hasattr(resp, "choices"):  # a non-JSON 200 (a login page, a proxy): not a completion
             return {"error": f"the endpoint answered with something that is not a chat completion: "
-                             f"{str(resp)[:200]!r}", "transport": True}
+                             f"{self._redact(resp)[:200]!r}", "transport": True}
         if not resp.choices:
             return {"error": "the endpoint returned no choices"}
         choice = resp.choices[0]
-        record = {"content": choice.message.content or "", "finish_reason": choice.finish_reason,
-                  "refusal": getattr(choice.message, "refusal", None),
+        refusal = getattr(choice.message, "refusal", None)
+        record = {"content": self._redact(choice.message.content or ""), "finish_reason": choice.finish_reason,
+                  "refusal": None if refusal is None else self._redact(refusal),
                   "judge_id": self.judge_id, "template_version": prompts.TEMPLATE_VERSION,
                   "model": self.model}
         self.cache.put(key, record)
         return record
 
-    def _redact(self, exc: BaseException) -> str:
-        text = str(exc)
-        if self._api_key and self._api_key != "unused":
-            text = text.replace(self._api_key, "[redacted]")
-        return text
+    def _redact(self, text) -> str:
+        return redact(text, self._api_key)
 
     @staticmethod
-    def _verdict(task: str, rec: dict):
+    def _verdict(task: str, rec: dict, taxonomy: Taxonomy = PAPER):
         if "error" in rec:  # error records are never cached: a re-run calls again
             return parsing.invalid(task, rec["error"], rec["error"], rec.get("transport", False))
         content = rec.get("content") or ""
@@ -174,4 +178,4 @@ class OpenAIJudge(BaseJudge):
             return parsing.invalid(task, content, "judge output truncated at max_tokens")
         if rec.get("finish_reason") == "content_filter":
             return parsing.invalid(task, content, "judge output stopped by a content filter")
-        return parsing.PARSERS[task](content)
+        return parsing.PARSERS[task](content, taxonomy)

@@ -42,13 +42,24 @@ def embed(texts: list[str], *, name: str = "minilm", model: str | None = None, b
                                                 normalize_embeddings=True, convert_to_numpy=True)
         return out
     if name == "openai":
-        from openai import OpenAI
+        from openai import OpenAI, OpenAIError
 
-        client = OpenAI(base_url=base_url, api_key=os.environ.get(api_key_env, "none"))
+        from cosalign.core.redact import redact
+
+        key = os.environ.get(api_key_env, "none")
+        client = OpenAI(base_url=base_url, api_key=key)
         out = []
         for i in range(0, len(texts), batch_size):
-            resp = client.embeddings.create(model=model, input=list(texts[i:i + batch_size]))
-            out.extend(d.embedding for d in resp.data)
+            try:  # the endpoint's text may quote the request's Authorization header: redacted
+                raw = client.embeddings.with_raw_response.create(model=model, input=list(texts[i:i + batch_size]))
+                data = raw.parse().data
+            except OpenAIError as exc:
+                raise RuntimeError(f"embedding endpoint {base_url}: {type(exc).__name__}: "
+                                   f"{redact(exc, key)}") from None
+            except (AttributeError, TypeError, ValueError):  # a non-JSON 200 (a proxy's page)
+                raise RuntimeError(f"embedding endpoint {base_url} answered with something that is "
+                                   f"not embeddings: {redact(raw.text, key)[:200]!r}") from None
+            out.extend(d.embedding for d in data)
         vecs = np.asarray(out, dtype=np.float32)
         return vecs / np.linalg.norm(vecs, axis=1, keepdims=True)
     raise ValueError(f"unknown embedder {name!r} (minilm, sentence_transformers, openai)")

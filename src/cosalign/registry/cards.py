@@ -96,6 +96,10 @@ def schema_table(name: str) -> str:
         dtype = str(spec.dtype).replace("[pyarrow]", "").replace("[python]", "")
         if any("category" in c for c in checks):
             dtype = "list[str]"
+        elif any("message" in c for c in checks):
+            dtype = "list[{role, content}]"
+        elif any("sanitize_control_tokens" in c for c in checks):
+            dtype = "struct"
         lines.append(f"| `{col}` | {dtype} | {'yes' if spec.nullable else 'no'} | "
                      f"{'yes' if spec.unique else 'no'} | {'; '.join(checks)} |")
     table_checks = [str(c.error or c.name) for c in schema.checks]
@@ -177,20 +181,32 @@ def _front_matter(meta: dict) -> str:
 
 
 def dataset_card(artifact: Artifact, repo_id: str, files: list[dict], rows: int, lin: dict,
-                 sources: dict[str, int] | None, version: str) -> str:
-    """README.md for a dataset repo. `files`: [{path, size, sha256}] at the repo root."""
+                 sources: dict[str, int] | None, version: str, *, views: list | None = None,
+                 namespace: str | None = None) -> str:
+    """README.md for a dataset repo. `files`: [{path, size, sha256}] of the artifact at the repo root;
+    `views`: hub_metadata.View files derived from it (split files, the SFT config), hashed too.
+
+    The metadata is huggingface_hub's DatasetCardData (task_categories, language, size_categories,
+    source_datasets, licence, configs with real splits, gated access for harmful content).
+    """
+    from cosalign.registry import hub_metadata as hm
+    from cosalign.registry.lineage import sha256_file
+    views = views or []
     lic_id, lic_text = licence(sources)
-    data_file = files[0]["path"]
-    config = {"config_name": "default", "data_files": [{"split": "train", "path": data_file}]}
-    if artifact.name == "taxonomy":
-        config["field"] = "categories"  # the JSON object's list of categories becomes the rows
-    meta = {"license": lic_id, "pretty_name": f"CoSAlign {artifact.name.replace('_', ' ')}",
-            "tags": ["cosalign", "safety", "controllable-safety-alignment"],
-            "configs": [config], "cosalign": _cosalign_meta(artifact, files, lin, version)}
+    view_files = [{"path": v.path, "size": v.local.stat().st_size, "sha256": sha256_file(v.local),
+                   "config": v.config, "split": v.split} for v in views]
+    view_hashes = {f["path"]: f["sha256"] for f in view_files}
+    configs = hm.hub_configs(artifact, files[0]["path"], views)
+    meta = _cosalign_meta(artifact, files, lin, version, extra={"views": view_hashes} if view_hashes else None)
+    if view_hashes:
+        meta["views"] = view_hashes
+    data = hm.dataset_card_data(artifact, rows, lic_id, sources, configs, meta)
+    namespace = namespace or repo_id.split("/")[0]
     return _env().get_template("dataset_card.jinja").render(
-        metadata_yaml=_front_matter(meta), repo_id=repo_id, artifact=artifact, files=files,
-        rows=rows, description=DESCRIPTIONS[artifact.name],
-        schema_table=schema_table(artifact.name),
+        metadata_yaml=_front_matter(data.to_dict()), repo_id=repo_id, artifact=artifact, files=files,
+        views=view_files, configs=configs, rows=rows, description=DESCRIPTIONS[artifact.name],
+        held_out=hm.held_out_note(artifact, namespace), gated=artifact.name in hm.HARMFUL,
+        schema_table=schema_table(artifact.name), citation=hm.CITATION,
         licence_text=lic_text, lineage_md=lineage_markdown(lin), responsible_use=RESPONSIBLE_USE)
 
 
@@ -268,19 +284,29 @@ def model_metrics(name: str, metrics: dict | None, judge: str | None):
 def model_card(artifact: Artifact, repo_id: str, files: list[dict], lin: dict,
                sources: dict[str, int] | None, version: str, *, base_model: str | None,
                datasets: list[str], train_params: dict, metrics: dict | None,
-               judge: str | None, example_config: str) -> str:
-    """README.md for a model repo: metadata (base_model, datasets, model-index) and usage."""
+               judge: str | None, example_config: str, benchmarks: dict | None = None,
+               derivation: str | None = None) -> str:
+    """README.md for a model repo: metadata (base_model, datasets, model-index) and usage.
+
+    benchmarks: {benchmark: hub_metadata.BenchmarkDataset} names the Hub dataset id, revision and
+    split each score comes from (model-index has all three CoSA metrics per config set);
+    derivation: how the base weights were made (e.g. dequantized from a GGUF), stated in the card.
+    """
     from huggingface_hub import ModelCardData
+    from cosalign.registry import hub_metadata as hm
     lic_id, lic_text = licence(sources)
-    results, metrics_md = model_metrics(artifact.name, metrics, judge)
+    _, metrics_md = model_metrics(artifact.name, metrics, judge)
+    results = hm.model_index(artifact.name, metrics, judge, benchmarks or {})
     data = ModelCardData(base_model=base_model, datasets=datasets, library_name="transformers",
                          license=lic_id, pipeline_tag="text-generation",
                          tags=["cosalign", "safety", "controllable-safety-alignment", "trl",
                                artifact.name], model_name=repo_id.split("/")[-1],
                          eval_results=results or None)
     meta = data.to_dict()
+    revisions = {k: [v.repo_id, v.revision, v.split] for k, v in sorted((benchmarks or {}).items())}
     meta["cosalign"] = _cosalign_meta(artifact, files, lin, version,
-                                      extra=(metrics or {}).get(artifact.name))
+                                      extra={"metrics": (metrics or {}).get(artifact.name),
+                                             "benchmarks": revisions, "derivation": derivation})
     params_md = "\n".join(["| param | value |", "|---|---|"] + [
         f"| `{k}` | `{json.dumps(v, sort_keys=True)}` |"
         for k, v in sorted(train_params.items())]) \
@@ -289,4 +315,5 @@ def model_card(artifact: Artifact, repo_id: str, files: list[dict], lin: dict,
         metadata_yaml=_front_matter(meta), repo_id=repo_id, artifact=artifact, files=files,
         description=DESCRIPTIONS[artifact.name], base_model=base_model, datasets=datasets,
         example_config=example_config, params_table=params_md, metrics_table=metrics_md,
+        derivation=derivation, citation=hm.CITATION,
         licence_text=lic_text, lineage_md=lineage_markdown(lin), responsible_use=RESPONSIBLE_USE)
