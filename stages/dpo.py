@@ -10,6 +10,7 @@ import sys
 
 from cosalign.core import paths
 from cosalign.core.stage import run_stage, stage_params
+from cosalign.cosa.taxonomy import Taxonomy
 from cosalign.training import TrainingParams, train_dpo
 from cosalign.training.launch import is_main_process, relaunch_if_needed
 
@@ -27,7 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     code = relaunch_if_needed(params.accelerate_config, __file__, argv, "dpo.accelerate_config")
     if code is not None:
         return code
-    summary = train_dpo(args.preferences, args.sft, args.out, args.reports, params)
+    summary = train_dpo(args.preferences, args.sft, args.out, args.reports, params,
+                        taxonomy=Taxonomy.load(paths.TAXONOMY))
     if is_main_process():
         print(json.dumps(summary))
     return 0

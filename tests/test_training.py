@@ -235,9 +235,16 @@ def test_bad_params_fail_fast_naming_the_key(section, key):
     assert f"'{key}'" in str(err.value)
 
 
+def _write_taxonomy(root) -> None:
+    """The taxonomy stage's output, which the training stages validate preferences against."""
+    (root / "data").mkdir(exist_ok=True)
+    (root / "data" / "taxonomy.json").write_text(json.dumps({"categories": taxonomy.PAPER.as_dicts()}))
+
+
 def test_stage_script_reads_its_params_section(tiny_model_dir, tmp_path, repo_root, monkeypatch):
     pref = tmp_path / "preferences.parquet"
     write_parquet(preferences(), pref)
+    _write_taxonomy(tmp_path)
     (tmp_path / "params.yaml").write_text(
         "sft:\n  seed: 1\n  optim: {learning_rate: 5.0e-3, max_steps: 2, per_device_train_batch_size: 2}\n")
     spec = importlib.util.spec_from_file_location("stage_sft", repo_root / "stages" / "sft.py")
@@ -270,6 +277,7 @@ def test_stage_reruns_itself_under_accelerate_launch(tiny_model_dir, tmp_path, r
     """The params' accelerate_config makes `python stages/dpo.py` run through accelerate's launcher."""
     pref = tmp_path / "preferences.parquet"
     write_parquet(preferences(), pref)
+    _write_taxonomy(tmp_path)
     (tmp_path / "cpu.yaml").write_text("compute_environment: LOCAL_MACHINE\ndistributed_type: 'NO'\n"
                                        "num_processes: 1\nmixed_precision: 'no'\nuse_cpu: true\n")
     (tmp_path / "params.yaml").write_text(

@@ -30,12 +30,13 @@ CHECKPOINT_FILES = ("config.json", "model.safetensors")
 
 # --- data ---------------------------------------------------------------------------------------
 
-def load_preferences(path: str | Path):
-    """Read and validate data/preferences.parquet (schemas.Preferences)."""
+def load_preferences(path: str | Path, taxonomy=None):
+    """Read and validate data/preferences.parquet (schemas.Preferences; category names against
+    `taxonomy`, data/taxonomy.json in the pipeline, default the paper's)."""
     path = Path(path)
     if not path.exists():
         raise InputError(path, "preference file does not exist")
-    return schemas.validate(read_parquet(path), "preferences", path)
+    return schemas.validate(read_parquet(path), "preferences", path, taxonomy=taxonomy)
 
 
 def sft_dataset(pref_df, max_examples: int | None = None):
@@ -106,7 +107,7 @@ def peft_config(params: TrainingParams):
 
 # --- training -----------------------------------------------------------------------------------
 
-def train_sft(pref_path, base_dir, out_dir, reports_dir, params: TrainingParams | dict) -> dict:
+def train_sft(pref_path, base_dir, out_dir, reports_dir, params: TrainingParams | dict, *, taxonomy=None) -> dict:
     """SFT on the chosen answers from `base_dir`; writes `out_dir` and `<reports_dir>/sft.{csv,png}`.
 
     Returns: a summary (examples, steps, train_loss, seconds, output paths).
@@ -114,7 +115,7 @@ def train_sft(pref_path, base_dir, out_dir, reports_dir, params: TrainingParams 
     from trl import SFTConfig, SFTTrainer
 
     params = _as_params(params, "sft")
-    df = load_preferences(pref_path)
+    df = load_preferences(pref_path, taxonomy)
     dataset = sft_dataset(df, params.data.max_examples)
     tmp = _staging_dir(out_dir)
     config = SFTConfig(**trainer_kwargs(params, tmp), completion_only_loss=True, assistant_only_loss=False,
@@ -122,12 +123,12 @@ def train_sft(pref_path, base_dir, out_dir, reports_dir, params: TrainingParams 
     return _run(SFTTrainer, config, params, dataset, pref_path, base_dir, out_dir, reports_dir)
 
 
-def train_dpo(pref_path, sft_dir, out_dir, reports_dir, params: TrainingParams | dict) -> dict:
+def train_dpo(pref_path, sft_dir, out_dir, reports_dir, params: TrainingParams | dict, *, taxonomy=None) -> dict:
     """DPO on every pair from `sft_dir` (also the frozen reference); writes `out_dir` and dpo curves."""
     from trl import DPOConfig, DPOTrainer
 
     params = _as_params(params, "dpo")
-    df = load_preferences(pref_path)
+    df = load_preferences(pref_path, taxonomy)
     dataset = dpo_dataset(df, params.data.max_examples)
     tmp = _staging_dir(out_dir)
     config = DPOConfig(**trainer_kwargs(params, tmp), beta=params.loss.beta, loss_type=[params.loss.type])
