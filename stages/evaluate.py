@@ -17,7 +17,7 @@ from cosalign.cosa import cosa_score, schemas
 from cosalign.models.generation import GenerationSettings
 from cosalign.core.io import InputError, read_parquet, write_parquet
 from cosalign.judges.base import make_judge
-from cosalign.core.params import PARAMS_FILE, section
+from cosalign.core.params import PARAMS_FILE, protocol, section
 
 
 def load_items(p: dict) -> pd.DataFrame:
@@ -59,7 +59,7 @@ def main() -> None:
     fewshot = evaluate.load_fewshot(spec["fewshot"]) if spec.get("fewshot") else None
     g = p["generation"]
     out = evaluate.evaluate_model(
-        args.model, spec["checkpoint"], items, make_judge(p["judge"]), settings_from(g, p["seed"]),
+        args.model, spec["checkpoint"], items, make_judge(p["judge"], protocol=protocol(), phase="evaluation"), settings_from(g, p["seed"]),
         backend=g.get("backend", "transformers"), generator_options=g.get("options") or {},
         fewshot=fewshot, cascade=spec.get("cascade"))
     target = Path(args.out or f"reports/eval/{args.model}.parquet")

@@ -9,6 +9,7 @@ import sys
 from cosalign.core.io import iter_parquet
 from cosalign.data.judging import (JUDGMENTS, PROMPTS, RESPONSE_COLUMNS, RESPONSES, ResponseJudging,
                               read_prompt_texts)
+from cosalign.core.params import protocol
 from cosalign.core.stage import run_stage, stage_params, taken_from_registry
 from cosalign.cosa.schemas import write_dataset
 
@@ -18,7 +19,8 @@ def main() -> None:
     if taken_from_registry(p, "judgments"):
         return
     run = ResponseJudging(lambda: iter_parquet(RESPONSES, p["work_batch_size"], columns=RESPONSE_COLUMNS),
-                          read_prompt_texts(PROMPTS, p["work_batch_size"]), p["judge"], p["work_batch_size"])
+                          read_prompt_texts(PROMPTS, p["work_batch_size"]), p["judge"], p["work_batch_size"],
+                          protocol=protocol())
     write_dataset(run, "judgments", JUDGMENTS)
     print(run.summary())
     if run.transport_warning():

@@ -87,7 +87,7 @@ def run(args) -> int:
     fewshot = evaluate.load_fewshot(args.fewshot) if args.fewshot else None
     options = {"revision": args.model_revision} if args.model_revision else {}
     out = evaluate.evaluate_model(
-        args.name or args.model, args.model, items, make_judge(_judge_params(args.judge, args.judge_option)),
+        args.name or args.model, args.model, items, make_judge(_judge_params(args.judge, args.judge_option), phase="evaluation"),
         settings, backend=args.backend, generator_options=options, fewshot=fewshot,
         cascade=args.cascade)
     schemas.validate(out, "eval_items", args.out or "<eval items>")

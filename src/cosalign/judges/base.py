@@ -130,22 +130,37 @@ def backend_class(name: str):
     return getattr(importlib.import_module(module), cls)
 
 
-def make_judge(params: dict) -> Judge:
+# Passed by the stage, not set under `judge:` (the top-level `protocol`; the pipeline phase).
+CONTEXT_ARGS = ("protocol", "phase")
+
+
+def accepted_options(cls) -> list[str]:
+    """The `judge:` options a backend takes (its __init__ arguments less CONTEXT_ARGS)."""
+    return [p for p in inspect.signature(cls.__init__).parameters
+            if p != "self" and p not in CONTEXT_ARGS]
+
+
+def make_judge(params: dict, protocol: str = "cosalign", phase: str = "training") -> Judge:
     """Build a judge from {"name": "rules"|"openai"|"local", **options}.
 
     Unknown options fail with the accepted ones listed (a typo must not silently fall back to a
-    default). The heavy imports of a backend happen only when it is chosen.
+    default). The heavy imports of a backend happen only when it is chosen. `protocol` (the
+    params' top-level key) and `phase` ('training' for the data stages, 'evaluation' for
+    evaluate) reach the backends that take them (the OpenAI judge: docs/paper-fidelity.md §1);
+    for the others they change nothing.
     """
     params = dict(params or {})
     name = params.pop("name", None)
     if name is None:
         raise ValueError("judge params need a 'name' (rules, openai or local)")
     cls = backend_class(name)
-    accepted = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+    accepted = accepted_options(cls)
     unknown = sorted(set(params) - set(accepted))
     if unknown:
         raise ValueError(f"judge {name!r}: unknown option(s) {unknown}; accepted: {accepted}")
-    return cls(**params)
+    takes = inspect.signature(cls.__init__).parameters
+    context = {k: v for k, v in (("protocol", protocol), ("phase", phase)) if k in takes}
+    return cls(**params, **context)
 
 
 def default_cache_dir(kind: str) -> Path:
