@@ -34,7 +34,7 @@ def load_items(p: dict) -> pd.DataFrame:
         frames.append(B.load_benchmark(
             name, path_or_id=opts.get("path_or_id"), revision=opts.get("revision"),
             prompts_per_config=opts.get("prompts_per_config", p["prompts_per_config"]),
-            seed=p["seed"], prompts_df=prompts))
+            seed=p["seed"], prompts_df=prompts, protocol=protocol()))
     return pd.concat(frames, ignore_index=True)
 
 

@@ -106,7 +106,10 @@ def judge_items(items: pd.DataFrame, responses: list[str], judge) -> pd.DataFram
         out = judge.judge_responses([(items.at[i, "prompt"], items.at[i, "response"]) for i in cat_idx])
         verdicts.update(_aligned(cat_idx, out, "judge_responses"))
     if free_idx:
-        out = judge.judge_freeform([(items.at[i, "system_prompt"], items.at[i, "prompt"],
+        # the raw scenario when the model saw it framed (protocol paper, benchmarks.py)
+        config = items["judge_config"] if "judge_config" in items else items["system_prompt"]
+        config = config.where(config.notna(), items["system_prompt"])
+        out = judge.judge_freeform([(config.at[i], items.at[i, "prompt"],
                                      items.at[i, "response"]) for i in free_idx])
         verdicts.update(_aligned(free_idx, out, "judge_freeform"))
     cats, safe, valid, helpful, raw = [], [], [], [], []
