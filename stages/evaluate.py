@@ -20,6 +20,9 @@ from cosalign.judges.base import make_judge
 from cosalign.core.params import PARAMS_FILE, protocol, section
 
 
+PREFERENCES = "data/preferences.parquet"  # ICA-5shot demos under protocol paper
+
+
 def load_items(p: dict) -> pd.DataFrame:
     """Every configured benchmark's items, concatenated in the order params lists them."""
     benches = p.get("benchmarks") or {}
@@ -57,11 +60,17 @@ def main() -> None:
         raise SystemExit(f"params.yaml: evaluate.models.{args.model}.checkpoint is missing")
     items = load_items(p)
     fewshot = evaluate.load_fewshot(spec["fewshot"]) if spec.get("fewshot") else None
+    proto = protocol()
+    demos = None
+    hub_categorical = ((items["benchmark"] != "heldout") & (items["config_set"] != "freeform")).any()
+    if fewshot and proto == "paper" and hub_categorical:  # docs/paper-fidelity.md §5
+        demos = evaluate.paper_demos(items, evaluate.demo_pool(read_parquet(PREFERENCES)), p["seed"])
     g = p["generation"]
     out = evaluate.evaluate_model(
-        args.model, spec["checkpoint"], items, make_judge(p["judge"], protocol=protocol(), phase="evaluation"), settings_from(g, p["seed"]),
-        backend=g.get("backend", "transformers"), generator_options=g.get("options") or {},
-        fewshot=fewshot, cascade=spec.get("cascade"))
+        args.model, spec["checkpoint"], items, make_judge(p["judge"], protocol=proto, phase="evaluation"),
+        settings_from(g, p["seed"]), backend=g.get("backend", "transformers"),
+        generator_options=g.get("options") or {}, fewshot=fewshot, cascade=spec.get("cascade"),
+        protocol=proto, demos_per_item=demos)
     target = Path(args.out or f"reports/eval/{args.model}.parquet")
     schemas.validate(out, "eval_items", target)
     write_parquet(out, target)

@@ -71,3 +71,93 @@ def test_cosapien_under_paper_is_framed_and_the_judge_sees_the_raw_scenario(tmp_
 def test_bad_protocol_is_rejected():
     with pytest.raises(ValueError, match="protocol"):
         B.load_benchmark("heldout", prompts_df=_prompts(), protocol="authors")
+
+
+# -- cascade-self and ICA-5shot under paper (docs/paper-fidelity.md §5-6) ------------------------
+class ScriptedModel:
+    """Stands in for the model under test: drafts, and relabels by a script keyed on the draft."""
+    name = "scripted"
+
+    def __init__(self, relabels: dict[str, str]):
+        self.relabels, self.chats = relabels, []
+
+    def generate(self, chats, settings, n=1, progress=True):
+        self.chats.extend(chats)
+        out = []
+        for chat in chats:
+            user = chat[-1]["content"]
+            if "Response:" in user:  # the risk relabel of a draft
+                out.append([self.relabels[user.split("Response: ", 1)[1]]])
+            elif "<draft>" in user:
+                out.append(["no"])
+            else:
+                out.append([f"draft for {user}"])
+        return out
+
+
+def _relabel(*names):
+    import json
+    from cosalign.cosa import taxonomy
+    return "reasoning\n" + json.dumps({n: n in names for n in taxonomy.NAMES})
+
+
+def _items():
+    from cosalign.cosa import taxonomy as T
+    rows = [("p0", [T.VIOLENCE]), ("p1", [T.VIOLENCE]), ("p2", [T.VIOLENCE]), ("p3", [])]
+    return pd.DataFrame([{"benchmark": "cosalign_test", "benchmark_version": 1, "benchmark_revision": "x",
+                          "config_id": "Violence" if a else "safe", "config_set": "seen",
+                          "allowed_categories": a, "template_id": "t", "system_prompt": "cfg",
+                          "prompt_id": pid, "prompt": pid} for pid, a in rows])
+
+
+class FixedJudge:
+    judge_id = "fixed"
+
+    def __init__(self, valid):
+        self.valid = valid
+
+    def judge_responses(self, items):
+        return [ResponseVerdict([], True, 4, v, "") if v else ResponseVerdict.invalid("?", "bad")
+                for v in self.valid]
+
+
+def test_cascade_self_under_paper_relabels_and_keeps_invalid_items_out():
+    from cosalign.cosa import taxonomy as T
+    from cosalign.models.generation import GenerationSettings
+    model = ScriptedModel({"draft for p0": _relabel(T.VIOLENCE),          # allowed: kept
+                           "draft for p1": _relabel(T.PRIVACY),           # outside: refused
+                           "draft for p2": "no JSON at all",              # unparseable: passes
+                           "draft for p3": _relabel(T.DRUGS)})            # outside, but evaluator-invalid
+    settings = GenerationSettings(max_new_tokens=8, temperature=0, batch_size=4, seed=0)
+    out = evaluate.evaluate_model("m", "unused", _items(), FixedJudge([True, True, True, False]), settings,
+                                  cascade="self", generator=model, protocol="paper", progress=False)
+    assert out["filtered"].tolist() == [False, True, False, False]
+    assert out["valid"].tolist() == [True, True, True, False]  # p3 stays excluded
+    relabel = [c for c in model.chats if "Response:" in c[-1]["content"]]
+    assert len(relabel) == 4 and all("maps every category name" in c[0]["content"] for c in relabel)
+    # cosalign: the yes/no self-check ("no" here) flags nothing
+    own = evaluate.evaluate_model("m", "unused", _items(), FixedJudge([True] * 4), settings,
+                                  cascade="self", generator=ScriptedModel({}), progress=False)
+    assert not own["filtered"].any()
+
+
+def test_ica_5shot_under_paper_draws_same_allowed_set_demos_as_plain_turns():
+    from cosalign.cosa import taxonomy as T
+    prefs = pd.DataFrame({
+        "prompt": [[{"role": "system", "content": "s"}, {"role": "user", "content": f"q{i}"}] for i in range(8)]
+        + ["q0"],
+        "chosen": [[{"role": "assistant", "content": f"a{i}"}] for i in range(8)] + ["dup"],
+        "allowed_categories": [[T.VIOLENCE]] * 7 + [[]] + [[T.VIOLENCE]]})
+    pool = evaluate.demo_pool(prefs)
+    assert len(pool[(T.VIOLENCE,)]) == 7 and pool[()][0]["response"] == "a7"  # first answer per prompt
+    items = _items()
+    demos = evaluate.paper_demos(items, pool, seed=0)
+    assert [len(d) for d in demos] == [5, 5, 5, 1]
+    assert demos == evaluate.paper_demos(items, pool, seed=0) and demos[0] != demos[1]
+    assert all(d["system_prompt_allowed"] == [T.VIOLENCE] for d in demos[0])
+    chat = evaluate.build_chat("cfg", "q", demos[3], plain=True)
+    assert chat[1:3] == [{"role": "user", "content": "q7"}, {"role": "assistant", "content": "a7"}]
+    held = items.assign(benchmark="heldout")
+    assert evaluate.paper_demos(held, pool, seed=0) == [None] * 4  # heldout keeps the fixed demos
+    with pytest.raises(ValueError, match="no training chosen answer has the allowed set of config 'Violence'"):
+        evaluate.paper_demos(items, {(): pool[()]}, seed=0)
