@@ -159,5 +159,7 @@ def test_ica_5shot_under_paper_draws_same_allowed_set_demos_as_plain_turns():
     assert chat[1:3] == [{"role": "user", "content": "q7"}, {"role": "assistant", "content": "a7"}]
     held = items.assign(benchmark="heldout")
     assert evaluate.paper_demos(held, pool, seed=0) == [None] * 4  # heldout keeps the fixed demos
+    unseen = items.assign(config_set="unseen")
+    assert evaluate.paper_demos(unseen, {}, seed=0) == [None] * 4  # no training answer allows one
     with pytest.raises(ValueError, match="no training chosen answer has the allowed set of config 'Violence'"):
         evaluate.paper_demos(items, {(): pool[()]}, seed=0)

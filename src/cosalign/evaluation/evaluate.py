@@ -127,14 +127,16 @@ def demo_pool(preferences: pd.DataFrame) -> dict[tuple, list[dict]]:
 
 def paper_demos(items: pd.DataFrame, pool: dict[tuple, list[dict]], seed: int) -> list[list[dict] | None]:
     """Per categorical Hub item, min(5, n) demos drawn (seeded by config and prompt id) from the
-    pool entries with the item's allowed set; None for heldout and free-form items (they keep
-    the fixed demos). ValueError naming the config when no demo has its allowed set (the
-    authors' code fails alike; unseen allowed sets never occur in training pairs)."""
+    pool entries with the item's allowed set; None (= the fixed demos) for heldout and free-form
+    items, and for configs that allow an unseen category: training pairs never allow one (the
+    authors' table is built with all seven categories as training categories; documented
+    limitation, docs/paper-fidelity.md §5). ValueError naming the config when a seen config has
+    no demo with its allowed set (the authors' code fails alike)."""
     from cosalign.core.rng import derive_rng
 
     out = []
     for r in items.itertuples(index=False):
-        if r.benchmark == "heldout" or r.config_set == "freeform":
+        if r.benchmark == "heldout" or r.config_set == "freeform" or r.config_set == "unseen":
             out.append(None)
             continue
         allowed = tuple(taxonomy.canonical_order(list(r.allowed_categories)))
