@@ -164,3 +164,8 @@ def test_protocol_is_not_a_judge_option():
 ])
 def test_authors_scope_remap(prompt, labels, expected):
     assert paper.authors_scope(prompt, labels) == expected
+
+
+def test_paper_verdicts_carry_their_own_judge_id(server, tmp_path):
+    assert build(server, tmp_path).judge_id == "openai:m/paper"
+    assert build(server, tmp_path, protocol="cosalign").judge_id == "openai:m"

@@ -83,7 +83,8 @@ class OpenAIJudge(BaseJudge):
         self.timeout_s, self.max_tokens = timeout_s, max_tokens
         self.dry_run, self.max_calls, self.progress = dry_run, max_calls, progress
         self.cache = JsonCache(cache_dir or default_cache_dir("judge-openai"))
-        self.judge_id = f"openai:{model}"
+        # paper verdicts come from other questions: a different id keeps their scores apart
+        self.judge_id = f"openai:{model}" + ("/paper" if protocol == "paper" else "")
         self.calls_made = 0  # HTTP requests attempted by this object (including retries)
         self._api_key = None
         self._lock = threading.Lock()
