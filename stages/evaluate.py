@@ -18,7 +18,10 @@ from cosalign.cosa.taxonomy import Taxonomy
 from cosalign.models.generation import GenerationSettings
 from cosalign.core.io import InputError, read_parquet, write_parquet
 from cosalign.judges.base import make_judge
-from cosalign.core.params import PARAMS_FILE, section
+from cosalign.core.params import PARAMS_FILE, protocol, section
+
+
+PREFERENCES = "data/preferences.parquet"  # ICA-5shot demos under protocol paper
 
 
 def load_items(p: dict, taxonomy: Taxonomy) -> pd.DataFrame:
@@ -35,7 +38,7 @@ def load_items(p: dict, taxonomy: Taxonomy) -> pd.DataFrame:
         frames.append(B.load_benchmark(
             name, path_or_id=opts.get("path_or_id"), revision=opts.get("revision"),
             prompts_per_config=opts.get("prompts_per_config", p["prompts_per_config"]),
-            seed=p["seed"], prompts_df=prompts, taxonomy=taxonomy))
+            seed=p["seed"], prompts_df=prompts, taxonomy=taxonomy, protocol=protocol()))
     return pd.concat(frames, ignore_index=True)
 
 
@@ -60,11 +63,17 @@ def main() -> None:
     tax = Taxonomy.load(args.taxonomy)
     items = load_items(p, tax)
     fewshot = evaluate.load_fewshot(spec["fewshot"], tax) if spec.get("fewshot") else None
+    proto = protocol()
+    demos = None
+    hub_categorical = ((items["benchmark"] != "heldout") & (items["config_set"] != "freeform")).any()
+    if fewshot and proto == "paper" and hub_categorical:  # docs/paper-fidelity.md §5
+        demos = evaluate.paper_demos(items, evaluate.demo_pool(read_parquet(PREFERENCES), tax), p["seed"], tax)
     g = p["generation"]
     out = evaluate.evaluate_model(
-        args.model, spec["checkpoint"], items, make_judge(p["judge"], tax), settings_from(g, p["seed"]),
-        backend=g.get("backend", "transformers"), generator_options=g.get("options") or {},
-        fewshot=fewshot, cascade=spec.get("cascade"), taxonomy=tax)
+        args.model, spec["checkpoint"], items, make_judge(p["judge"], tax, protocol=proto, phase="evaluation"),
+        settings_from(g, p["seed"]), backend=g.get("backend", "transformers"),
+        generator_options=g.get("options") or {}, fewshot=fewshot, cascade=spec.get("cascade"),
+        taxonomy=tax, protocol=proto, demos_per_item=demos)
     target = Path(args.out or f"reports/eval/{args.model}.parquet")
     schemas.validate(out, "eval_items", target)
     write_parquet(out, target)

@@ -9,6 +9,7 @@ import sys
 from cosalign.core.io import iter_parquet
 from cosalign.data.judging import (JUDGMENTS, PROMPTS, RESPONSE_COLUMNS, RESPONSES, ResponseJudging,
                               read_prompt_texts)
+from cosalign.core.params import protocol
 from cosalign.core.stage import run_stage, stage_params, taken_from_registry
 from cosalign.cosa.schemas import write_dataset
 from cosalign.cosa.taxonomy import Taxonomy
@@ -20,7 +21,7 @@ def main() -> None:
         return
     run = ResponseJudging(lambda: iter_parquet(RESPONSES, p["work_batch_size"], columns=RESPONSE_COLUMNS),
                           read_prompt_texts(PROMPTS, p["work_batch_size"]), p["judge"], p["work_batch_size"],
-                          taxonomy=Taxonomy.load("data/taxonomy.json"))
+                          taxonomy=Taxonomy.load("data/taxonomy.json"), protocol=protocol())
     write_dataset(run, "judgments", JUDGMENTS)
     print(run.summary())
     if run.transport_warning():

@@ -92,7 +92,8 @@ def run(args) -> int:
     fewshot = evaluate.load_fewshot(args.fewshot, tax) if args.fewshot else None
     options = {"revision": args.model_revision} if args.model_revision else {}
     out = evaluate.evaluate_model(
-        args.name or args.model, args.model, items, make_judge(_judge_params(args.judge, args.judge_option), tax),
+        args.name or args.model, args.model, items,
+        make_judge(_judge_params(args.judge, args.judge_option), tax, phase="evaluation"),
         settings, backend=args.backend, generator_options=options, fewshot=fewshot,
         cascade=args.cascade, taxonomy=tax)
     schemas.validate(out, "eval_items", args.out or "<eval items>")

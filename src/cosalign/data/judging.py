@@ -23,10 +23,12 @@ PROMPTS, RESPONSES, JUDGMENTS = "data/prompts.parquet", "data/responses.parquet"
 RESPONSE_COLUMNS = ["response_id", "prompt_id", "response"]  # what judging reads of RESPONSES
 
 
-def label_prompts(prompts: pd.DataFrame, judge_params: dict, taxonomy: Taxonomy = PAPER) -> pd.DataFrame:
+def label_prompts(prompts: pd.DataFrame, judge_params: dict, taxonomy: Taxonomy = PAPER,
+                  protocol: str = "cosalign") -> pd.DataFrame:
     """data/prompt_labels.parquet: the judge's risk set per prompt (labels from `taxonomy`, the
-    taxonomy stage's data/taxonomy.json), gold kept alongside."""
-    judge = make_judge(judge_params, taxonomy)
+    taxonomy stage's data/taxonomy.json), gold kept alongside. `protocol` picks the judge's
+    questions (docs/paper-fidelity.md §1)."""
+    judge = make_judge(judge_params, taxonomy, protocol=protocol)
     verdicts = judge.label_prompts(prompts["prompt"].tolist())
     df = pd.DataFrame({
         "prompt_id": prompts["prompt_id"], "split": prompts["split"],
@@ -89,17 +91,19 @@ class ResponseJudging:
 
     def __init__(self, open_responses: Callable[[], Iterable[pd.DataFrame]], prompt_text: Mapping[str, str],
                  judge_params: dict, work_batch_size: int, source: str = RESPONSES,
-                 taxonomy: Taxonomy = PAPER):
+                 taxonomy: Taxonomy = PAPER, protocol: str = "cosalign"):
         self.open_responses, self.prompt_text, self.source = open_responses, prompt_text, source
         self.taxonomy = taxonomy
         self.judge_params, self.work_batch_size = judge_params, work_batch_size
+        self.protocol = protocol
         self.rows = self.valid = self.addressed = self.transport_errors = 0
         self._judge = None  # built at the first batch to judge: a fully checkpointed run loads no model
 
     def __iter__(self) -> Iterator[pd.DataFrame]:
         # Verdicts depend on the label space too: a checkpoint of another taxonomy is never resumed.
         key = Fingerprint({"judge": self.judge_params, "work_batch_size": self.work_batch_size,
-                           "taxonomy": self.taxonomy.fingerprint()})
+                           "taxonomy": self.taxonomy.fingerprint(),
+                           **({"protocol": self.protocol} if self.protocol != "cosalign" else {})})
         for items in self._items():
             key.update(items)
         if not key.rows:
@@ -129,7 +133,7 @@ class ResponseJudging:
 
     def _work(self, batch: pd.DataFrame) -> pd.DataFrame | Retry:
         if self._judge is None:
-            self._judge = make_judge(self.judge_params, self.taxonomy)
+            self._judge = make_judge(self.judge_params, self.taxonomy, protocol=self.protocol)
         verdicts = self._judge.judge_responses(list(zip(batch["prompt"], batch["response"])))
         out = pd.DataFrame({
             "response_id": batch["response_id"],
@@ -160,10 +164,10 @@ class ResponseJudging:
 
 
 def judge_responses(responses: pd.DataFrame, prompts: pd.DataFrame, judge_params: dict,
-                    work_batch_size: int, taxonomy: Taxonomy = PAPER) -> pd.DataFrame:
+                    work_batch_size: int, taxonomy: Taxonomy = PAPER, protocol: str = "cosalign") -> pd.DataFrame:
     """data/judgments.parquet as one validated frame: one verdict per response, in response order
     (`ResponseJudging` over frames already in memory)."""
     run = ResponseJudging(lambda: [responses], dict(zip(prompts["prompt_id"], prompts["prompt"])),
-                          judge_params, work_batch_size, taxonomy=taxonomy)
+                          judge_params, work_batch_size, taxonomy=taxonomy, protocol=protocol)
     out = pd.concat(list(run), ignore_index=True)
     return schemas.validate(out, "judgments", JUDGMENTS)

@@ -551,3 +551,41 @@ def import_cosalign_train(df: pd.DataFrame, *, path="<CoSAlign-Train>", on_misma
     out.attrs["import_report"] = {"rows": len(df), "kept": len(out), "error_mismatches": mismatches,
                                   "dropped": dropped}
     return out
+
+
+# The preferences stage's `source: cosalign_train`: the authors' released pairs instead of this
+# pipeline's (docs/paper-fidelity.md "CoSAlign-Train"). Decoded and re-checked by
+# import_cosalign_train, then written by the same schemas.write_dataset call as the pipeline's pairs.
+COSALIGN_TRAIN_SOURCE = "cosalign_train"
+COSALIGN_TRAIN_DEFAULTS = {"path_or_id": "microsoft/CoSAlign-Train", "revision": None,
+                           "split": "train", "on_mismatch": "raise"}
+
+
+def load_cosalign_train(options: dict | None) -> pd.DataFrame:
+    """The released pairs as a frame, then decoded and checked (import_cosalign_train).
+
+    options (params.yaml `preferences.cosalign_train`): path_or_id = a local .parquet / .jsonl
+    file, a local dataset folder or a Hub dataset id; revision (Hub: pin a commit); split;
+    on_mismatch ('raise' or 'recompute', see import_cosalign_train).
+    """
+    opts = {**COSALIGN_TRAIN_DEFAULTS, **(options or {})}
+    unknown = sorted(set(opts) - set(COSALIGN_TRAIN_DEFAULTS))
+    if unknown:
+        raise InputError("params.yaml", f"unknown option(s) {unknown}; accepted: "
+                         f"{sorted(COSALIGN_TRAIN_DEFAULTS)}", field="preferences.cosalign_train")
+    source = str(opts["path_or_id"])
+    from pathlib import Path
+
+    path = Path(source)
+    if path.is_file():
+        from cosalign.core.io import read_table
+        frame = read_table(path)
+    else:
+        import datasets
+        try:
+            frame = datasets.load_dataset(source, revision=opts["revision"], split=opts["split"]).to_pandas()
+        except (FileNotFoundError, ValueError) as exc:
+            raise InputError(source, f"cannot load split {opts['split']!r}: {exc}",
+                             field="preferences.cosalign_train.path_or_id") from None
+    out = import_cosalign_train(frame, path=source, on_mismatch=opts["on_mismatch"])
+    return out

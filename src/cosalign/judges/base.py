@@ -136,28 +136,39 @@ def backend_class(name: str):
     return getattr(importlib.import_module(module), cls)
 
 
-def options(cls) -> list[str]:
-    """The params options a backend accepts: its constructor's arguments except the taxonomy,
-    which comes from data/taxonomy.json, never from a judge's params."""
-    return [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "taxonomy")]
+# Passed by the stage, never set under `judge:`: the taxonomy (data/taxonomy.json), the top-level
+# `protocol` and the pipeline phase.
+CONTEXT_ARGS = ("taxonomy", "protocol", "phase")
 
 
-def make_judge(params: dict, taxonomy: Taxonomy = PAPER) -> Judge:
+def accepted_options(cls) -> list[str]:
+    """The `judge:` options a backend takes (its __init__ arguments less CONTEXT_ARGS)."""
+    return [p for p in inspect.signature(cls.__init__).parameters
+            if p != "self" and p not in CONTEXT_ARGS]
+
+
+def make_judge(params: dict, taxonomy: Taxonomy = PAPER, protocol: str = "cosalign",
+               phase: str = "training") -> Judge:
     """Build a judge from {"name": "rules"|"openai"|"local", **options} over `taxonomy`'s labels.
 
     Unknown options fail with the accepted ones listed (a typo must not silently fall back to a
-    default). The heavy imports of a backend happen only when it is chosen.
+    default). The heavy imports of a backend happen only when it is chosen. `protocol` (the
+    params' top-level key) and `phase` ('training' for the data stages, 'evaluation' for
+    evaluate) reach the backends that take them (the OpenAI judge: docs/paper-fidelity.md §1);
+    for the others they change nothing.
     """
     params = dict(params or {})
     name = params.pop("name", None)
     if name is None:
         raise ValueError("judge params need a 'name' (rules, openai or local)")
     cls = backend_class(name)
-    accepted = options(cls)
+    accepted = accepted_options(cls)
     unknown = sorted(set(params) - set(accepted))
     if unknown:
         raise ValueError(f"judge {name!r}: unknown option(s) {unknown}; accepted: {accepted}")
-    return cls(**params, taxonomy=taxonomy)
+    takes = inspect.signature(cls.__init__).parameters
+    context = {k: v for k, v in (("taxonomy", taxonomy), ("protocol", protocol), ("phase", phase)) if k in takes}
+    return cls(**params, **context)
 
 
 def default_cache_dir(kind: str) -> Path:

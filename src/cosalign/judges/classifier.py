@@ -108,8 +108,11 @@ def tune_thresholds(probs, gold, threshold, fallback_threshold) -> tuple[float, 
 
 
 def fit(rows: list[dict], *, split_seed: int, test_fraction: float, C: float, threshold,
-        fallback_threshold, cv_folds: int, seed: int, embed_fn, taxonomy: Taxonomy = PAPER) -> dict:
-    """Fit on the train split of `rows` (+ `taxonomy`'s descriptions); returns the classifier bundle."""
+        fallback_threshold, cv_folds: int, seed: int, embed_fn, taxonomy: Taxonomy = PAPER,
+        anchors: dict[str, str] | None = None) -> dict:
+    """Fit on the train split of `rows` (+ `taxonomy`'s descriptions); returns the classifier bundle.
+    `anchors` (name -> description) replaces the taxonomy's descriptions as the one example per
+    category (docs/paper-fidelity.md §2 refits with the authors' scope this way)."""
     from sklearn.model_selection import KFold
     train = [r for r in rows if split_of(r["prompt_id"], split_seed, test_fraction) == "train"]
     if len(train) < cv_folds * 2:
@@ -118,7 +121,8 @@ def fit(rows: list[dict], *, split_seed: int, test_fraction: float, C: float, th
     names = list(taxonomy.names)
     Y = np.array([[n in r["gold"] for n in names] for r in train], dtype=bool)
     X = embed_fn([r["prompt"] for r in train])
-    Xd = embed_fn([f"{c.name}: {c.description}" for c in taxonomy.categories])
+    described = anchors or {c.name: c.description for c in taxonomy.categories}
+    Xd = embed_fn([f"{n}: {described[n]}" for n in names])
     Yd = np.eye(len(names), dtype=bool)
     oof = np.zeros(Y.shape, dtype=float)
     for tr, te in KFold(cv_folds, shuffle=True, random_state=seed).split(X):
