@@ -21,7 +21,9 @@ def run(args) -> int:
 
     from huggingface_hub.errors import HfHubHTTPError
 
+    from cosalign.cli.checks import require
     from cosalign.registry.pull import LOCK_FILE, pull
+    require(args.root, "--root: project directory")  # before anything is fetched
     try:
         entry = pull(args.repo_id, args.revision, args.root, out_path=args.out)
     except HfHubHTTPError as exc:  # InputErrors (integrity, schema) are printed by cli.main

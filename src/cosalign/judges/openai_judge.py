@@ -52,7 +52,9 @@ class OpenAIJudge(BaseJudge):
     cache_dir: where outputs are cached (default $COSALIGN_CACHE/judge-openai, see
         base.default_cache_dir). The cache is keyed by model NAME, not URL: use separate
         cache_dirs for different endpoints that serve different weights under one name.
-    dry_run: count the calls a run would make (uncached items) and raise DryRun, calling nothing.
+    dry_run: count the calls a run would make (uncached items), their tokens and cost, and raise
+        DryRun, calling nothing (cosalign.judges.estimate).
+    input_price_per_mtok / output_price_per_mtok: prices per million tokens, for the dry run's cost.
     max_calls: refuse (CallBudgetExceeded) before any call when more uncached items remain.
     progress: show a tqdm bar.
     """
@@ -61,7 +63,8 @@ class OpenAIJudge(BaseJudge):
                  api_key_env: str | None = "OPENAI_API_KEY", concurrency: int = 16,
                  max_retries: int = 5, backoff_s: float = 1.0, backoff_max_s: float = 60.0,
                  timeout_s: float = 60.0, max_tokens: int = 1024, cache_dir: str | None = None,
-                 dry_run: bool = False, max_calls: int | None = None, progress: bool = True):
+                 dry_run: bool = False, max_calls: int | None = None, progress: bool = True,
+                 input_price_per_mtok: float | None = None, output_price_per_mtok: float | None = None):
         if concurrency < 1 or max_retries < 0:
             raise ValueError("concurrency must be >= 1 and max_retries >= 0")
         self.model, self.base_url, self.api_key_env = model, base_url, api_key_env
@@ -69,6 +72,7 @@ class OpenAIJudge(BaseJudge):
         self.backoff_s, self.backoff_max_s = backoff_s, backoff_max_s
         self.timeout_s, self.max_tokens = timeout_s, max_tokens
         self.dry_run, self.max_calls, self.progress = dry_run, max_calls, progress
+        self.prices = (input_price_per_mtok, output_price_per_mtok)
         self.cache = JsonCache(cache_dir or default_cache_dir("judge-openai"))
         self.judge_id = f"openai:{model}"
         self.calls_made = 0  # HTTP requests attempted by this object (including retries)
@@ -79,6 +83,21 @@ class OpenAIJudge(BaseJudge):
         """How many distinct uncached requests judging `items` for `task` would send."""
         keys = [self._key(prompts.messages_for(task, it)) for it in items]
         return len({k for k in keys if k not in self.cache})
+
+    def estimate(self, task: str, items: list):
+        """Calls, tokens and cost of judging `items` for `task` (cosalign.judges.estimate), sending nothing."""
+        from cosalign.judges.estimate import Estimate, message_tokens
+
+        todo, cached = {}, 0
+        for it in items:
+            messages = prompts.messages_for(task, it)
+            key = self._key(messages)
+            if key in self.cache:
+                cached += 1
+            else:
+                todo.setdefault(key, messages)  # identical requests are sent once
+        return Estimate(self.judge_id, task, len(todo), cached, len(items),
+                        sum(message_tokens(m) for m in todo.values()), len(todo) * self.max_tokens, *self.prices)
 
     # -- internals -----------------------------------------------------------------------
     def _key(self, messages: list[dict]) -> str:
@@ -93,9 +112,7 @@ class OpenAIJudge(BaseJudge):
         todo = {k: first[k] for k in dict.fromkeys(keys) if records[k] is None}
         cached = sum(1 for k in keys if records[k] is not None)
         if self.dry_run:
-            exc = DryRun(len(todo), cached, len(items))
-            print(f"{self.judge_id} {task}: {exc}", file=sys.stderr)
-            raise exc
+            raise DryRun(len(todo), cached, len(items), estimate=self.estimate(task, items))
         if self.max_calls is not None and len(todo) > self.max_calls:
             raise CallBudgetExceeded(
                 f"{self.judge_id} {task}: {len(todo)} uncached item(s) need judge calls but "
