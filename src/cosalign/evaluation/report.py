@@ -6,7 +6,8 @@ Outputs (under the paths the stage passes):
 - report.md: a Table-3-style table per benchmark (CoSA-Score / helpful+safe / helpful+unsafe for
   seen and unseen configs), the judge used, a warning when the judge is not the paper's
   (GPT-4o), configs left out for lack of valid items, and the paper's numbers for context;
-- plots/cosa_by_config.csv (+ .png): CoSA-Score per (model, config);
+- plots/cosa_by_config.csv (+ .png with report.png): CoSA-Score per (model, config), one bar per
+  model on each `config` in `dvc plots` (dvc.yaml);
   plots/breakdown.csv (+ .png): helpful+safe / helpful+unsafe / not helpful per model and set
   (long format: label, model, group, kind, share).
 """
@@ -148,6 +149,7 @@ def plot_frames(items: pd.DataFrame, metrics: dict) -> tuple[pd.DataFrame, pd.Da
     per = per.sort_values(["benchmark", "config_set", "config_id", "model"]).reset_index(drop=True)
     per["model"] = per["model"].astype(str)
     per.insert(0, "label", per["model"] + " | " + per["benchmark"] + "/" + per["config_id"])
+    per.insert(1, "config", per["benchmark"] + "/" + per["config_id"])  # the bars' axis in dvc plots
     rows = []
     for model in model_order(metrics):
         for key, g in sorted(metrics[model].items()):
