@@ -108,3 +108,19 @@ def test_judgments_stage_dry_run_estimates_every_batch_and_exits_0(server, tmp_p
     assert (int(calls), int(cached), int(total)) == (6, 0, 6)  # the whole run, not the first batch
     assert "cost <= " in lines[0]
     assert not (tmp_path / "data" / "judgments.parquet").exists()
+
+
+def test_prompt_labels_dry_run_ends_the_stage_with_one_line_and_status_0(server, tmp_path, capsys):
+    from cosalign.core.stage import run_stage
+    from cosalign.data.judging import label_prompts
+
+    prompts = pd.DataFrame({"prompt_id": ["a", "b", "c"], "prompt": ["one?", "two?", "two?"],
+                            "split": ["train"] * 3, "gold_categories": [[], [], []]})
+    judge = {"name": "openai", "model": "m", "base_url": server.base_url, "api_key_env": None,
+             "cache_dir": str(tmp_path / "cache"), "dry_run": True, "progress": False}
+    with pytest.raises(SystemExit) as info:
+        run_stage(lambda: label_prompts(prompts, judge))
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert info.value.code == 0 and server.calls == 0 and len(lines) == 1
+    calls, cached, total, *_ = LINE.match(lines[0]).groups()
+    assert (int(calls), int(cached), int(total)) == (2, 0, 3)  # the repeated prompt is sent once

@@ -21,7 +21,7 @@ def local_but_missing(value: str) -> bool:
     path = Path(value).expanduser()
     if path.exists():
         return False
-    return value.startswith((".", "/", "~")) or value.count("/") > 1 or path.parent.exists()
+    return value.startswith((".", "/", "~")) or value.count("/") > 1 or ("/" in value and path.parent.exists())
 
 
 def require_local_or_hub(value: str | None, what: str) -> None:
