@@ -27,6 +27,7 @@ BENCHES = {  # name -> (script, the result files it writes)
     "training": ("bench/bench_training.py", ["training"]),
     "memory": ("bench/bench_memory.py", ["memory"]),
     "dvc": ("bench/bench_dvc.py", ["dvc"]),
+    "serve": ("bench/bench_serve.py", ["serve"]),
 }
 REPORT = REPO / "BENCHMARKS.md"
 

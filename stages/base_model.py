@@ -23,7 +23,7 @@ def main() -> None:
     elif p["source"] == "tiny":
         t = p["tiny"]
         texts = base_model.seed_texts(Path(p["seed_file"]),
-                                      [c.description for c in taxonomy.CATEGORIES] + list(taxonomy.NAMES))
+                                      [c.description for c in taxonomy.PAPER.categories] + list(taxonomy.PAPER.names))
         info = base_model.build_tiny(texts, out, seed=p["seed"], vocab_size=t["vocab_size"],
                                      hidden_size=t["hidden_size"], num_layers=t["num_layers"],
                                      num_heads=t["num_heads"], intermediate_size=t["intermediate_size"],

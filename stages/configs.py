@@ -7,6 +7,7 @@ grow with the prompt count (bench/bench_memory.py).
 from collections import Counter
 
 from cosalign.cosa import schemas
+from cosalign.cosa.taxonomy import Taxonomy
 from cosalign.data.configs import iter_configs, training_label_chunks
 from cosalign.core.params import protocol
 from cosalign.core.stage import run_stage, stage_params, taken_from_registry
@@ -25,10 +26,11 @@ def main() -> None:
     if taken_from_registry(p, "configs"):
         return
     sampling = protocol()  # top-level: 'paper' samples as the authors' pairing code does
+    tax = Taxonomy.load("data/taxonomy.json")
     labels = training_label_chunks("data/prompts.parquet", "data/prompt_labels.parquet",
                                    max_prompts=p.get("max_train_prompts"), seed=p["seed"])
     chunks = iter_configs(labels, modes=p["modes"], configs_per_mode=p["configs_per_mode"], seed=p["seed"],
-                          protocol=sampling)
+                          protocol=sampling, taxonomy=tax)
     counts = {"modes": Counter(), "prompts": 0}
     rows = schemas.write_dataset(_tally(chunks, counts), "configs", "data/configs.parquet")
     print(f"configs ({sampling} protocol): {rows} for {counts['prompts']} training prompts; "

@@ -14,13 +14,14 @@ import pandas as pd
 from cosalign.evaluation import benchmarks as B
 from cosalign.evaluation import evaluate
 from cosalign.cosa import cosa_score, schemas
+from cosalign.cosa.taxonomy import Taxonomy
 from cosalign.models.generation import GenerationSettings
 from cosalign.core.io import InputError, read_parquet, write_parquet
 from cosalign.judges.base import make_judge
 from cosalign.core.params import PARAMS_FILE, section
 
 
-def load_items(p: dict) -> pd.DataFrame:
+def load_items(p: dict, taxonomy: Taxonomy) -> pd.DataFrame:
     """Every configured benchmark's items, concatenated in the order params lists them."""
     benches = p.get("benchmarks") or {}
     if not benches:
@@ -34,7 +35,7 @@ def load_items(p: dict) -> pd.DataFrame:
         frames.append(B.load_benchmark(
             name, path_or_id=opts.get("path_or_id"), revision=opts.get("revision"),
             prompts_per_config=opts.get("prompts_per_config", p["prompts_per_config"]),
-            seed=p["seed"], prompts_df=prompts))
+            seed=p["seed"], prompts_df=prompts, taxonomy=taxonomy))
     return pd.concat(frames, ignore_index=True)
 
 
@@ -47,6 +48,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--model", required=True, help="a key of evaluate.models in params.yaml")
     ap.add_argument("--out", default=None, help="default: reports/eval/MODEL.parquet")
+    ap.add_argument("--taxonomy", default="data/taxonomy.json", help="the taxonomy stage's output")
     args = ap.parse_args()
     p = section("evaluate")
     models = p.get("models") or {}
@@ -55,17 +57,18 @@ def main() -> None:
     spec = models[args.model] or {}
     if "checkpoint" not in spec:
         raise SystemExit(f"params.yaml: evaluate.models.{args.model}.checkpoint is missing")
-    items = load_items(p)
-    fewshot = evaluate.load_fewshot(spec["fewshot"]) if spec.get("fewshot") else None
+    tax = Taxonomy.load(args.taxonomy)
+    items = load_items(p, tax)
+    fewshot = evaluate.load_fewshot(spec["fewshot"], tax) if spec.get("fewshot") else None
     g = p["generation"]
     out = evaluate.evaluate_model(
-        args.model, spec["checkpoint"], items, make_judge(p["judge"]), settings_from(g, p["seed"]),
+        args.model, spec["checkpoint"], items, make_judge(p["judge"], tax), settings_from(g, p["seed"]),
         backend=g.get("backend", "transformers"), generator_options=g.get("options") or {},
-        fewshot=fewshot, cascade=spec.get("cascade"))
+        fewshot=fewshot, cascade=spec.get("cascade"), taxonomy=tax)
     target = Path(args.out or f"reports/eval/{args.model}.parquet")
     schemas.validate(out, "eval_items", target)
     write_parquet(out, target)
-    print(json.dumps(cosa_score.aggregate(out), indent=1))
+    print(json.dumps(cosa_score.aggregate(out, tax), indent=1))
 
 
 if __name__ == "__main__":

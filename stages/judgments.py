@@ -11,6 +11,7 @@ from cosalign.data.judging import (JUDGMENTS, PROMPTS, RESPONSE_COLUMNS, RESPONS
                               read_prompt_texts)
 from cosalign.core.stage import run_stage, stage_params, taken_from_registry
 from cosalign.cosa.schemas import write_dataset
+from cosalign.cosa.taxonomy import Taxonomy
 
 
 def main() -> None:
@@ -18,7 +19,8 @@ def main() -> None:
     if taken_from_registry(p, "judgments"):
         return
     run = ResponseJudging(lambda: iter_parquet(RESPONSES, p["work_batch_size"], columns=RESPONSE_COLUMNS),
-                          read_prompt_texts(PROMPTS, p["work_batch_size"]), p["judge"], p["work_batch_size"])
+                          read_prompt_texts(PROMPTS, p["work_batch_size"]), p["judge"], p["work_batch_size"],
+                          taxonomy=Taxonomy.load("data/taxonomy.json"))
     run.dry_run()  # judge.dry_run: the whole run's estimate, one line, exit 0
     write_dataset(run, "judgments", JUDGMENTS)
     print(run.summary())

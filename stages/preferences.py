@@ -9,6 +9,7 @@ holding at most that many pairs.
 from collections import Counter
 
 from cosalign.cosa import schemas
+from cosalign.cosa.taxonomy import Taxonomy
 from cosalign.data.preferences import PairInputs, iter_pairs, sample_pairs
 from cosalign.core.params import protocol
 from cosalign.core.stage import run_stage, stage_params, taken_from_registry
@@ -27,7 +28,7 @@ def main() -> None:
         return
     grouping = protocol()  # top-level: 'paper' groups responses as the authors' pairing code does
     chunks = iter_pairs(PairInputs(), seed=p["seed"], max_pairs_per_config=p.get("max_pairs_per_config"),
-                        protocol=grouping)
+                        protocol=grouping, taxonomy=Taxonomy.load("data/taxonomy.json"))
     if p.get("max_pairs"):  # null or 0: every pair
         chunks = [sample_pairs(chunks, max_pairs=p["max_pairs"], seed=p["seed"])]
     modes = Counter()

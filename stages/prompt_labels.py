@@ -4,14 +4,16 @@ and its agreement with the gold labels on the test split -> reports/prompt_label
 from cosalign.core.io import read_parquet, write_json, write_parquet
 from cosalign.data.judging import agreement, label_prompts
 from cosalign.core.stage import run_stage, stage_params, taken_from_registry
+from cosalign.cosa.taxonomy import Taxonomy
 
 
 def main() -> None:
     p = stage_params("prompt_labels")
+    tax = Taxonomy.load("data/taxonomy.json")  # the judge's label space
     if not taken_from_registry(p, "prompt_labels"):
-        write_parquet(label_prompts(read_parquet("data/prompts.parquet"), p["judge"]),
+        write_parquet(label_prompts(read_parquet("data/prompts.parquet"), p["judge"], tax),
                       "data/prompt_labels.parquet")
-    report = agreement(read_parquet("data/prompt_labels.parquet"), split="test")
+    report = agreement(read_parquet("data/prompt_labels.parquet"), split="test", taxonomy=tax)
     write_json(report, "reports/prompt_labels.json")
     print(f"prompt_labels: exact-set match with gold on the test split: {report.get('exact_set_match')}")
 

@@ -1,7 +1,9 @@
-"""Stage taxonomy: the 8 categories plus the clustering report -> data/taxonomy.json."""
+"""Stage taxonomy: the paper's categories, params' extras and the clustering report -> data/taxonomy.json."""
 
-from cosalign.core.io import read_parquet, write_json
+from cosalign.core.io import InputError, read_parquet, write_json
+from cosalign.core.params import PARAMS_FILE
 from cosalign.core.stage import run_stage, stage_params, taken_from_registry
+from cosalign.cosa import taxonomy
 from cosalign.cosa.schemas import validate_taxonomy
 from cosalign.data.taxonomy import derive_taxonomy
 
@@ -10,7 +12,12 @@ def main() -> None:
     p = stage_params("taxonomy")
     if taken_from_registry(p, "taxonomy"):
         return
-    result = validate_taxonomy(derive_taxonomy(read_parquet("data/prompts.parquet", columns=["prompt"]), p), "data/taxonomy.json")
+    try:
+        tax = taxonomy.build(p.get("extra_categories"), p.get("descriptions"))
+    except ValueError as exc:  # build()'s messages start with the params key at fault
+        raise InputError(PARAMS_FILE, str(exc)) from None
+    prompts = read_parquet("data/prompts.parquet", columns=["prompt"])
+    result = validate_taxonomy(derive_taxonomy(prompts, p, tax), "data/taxonomy.json")
     write_json(result, "data/taxonomy.json")
     d = result["derivation"]
     print(f"taxonomy: {d['n_clusters']} clusters, {d['mapped_share']:.0%} of prompts mapped, "

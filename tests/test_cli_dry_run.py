@@ -84,7 +84,12 @@ def test_estimate_counts_tokens_and_prices():
 
 
 def _stage_project(root, server, n_responses: int, batch: int):
+    import json
+
+    from cosalign.cosa.taxonomy import PAPER
+
     (root / "data").mkdir(parents=True)
+    (root / "data" / "taxonomy.json").write_text(json.dumps({"categories": PAPER.as_dicts()}))
     write_parquet(pd.DataFrame({"prompt_id": ["p1", "p2"], "prompt": ["How to cook rice?", "Tell a joke."]}),
                   root / "data" / "prompts.parquet")
     write_parquet(pd.DataFrame({"response_id": [f"r{i}" for i in range(n_responses)],

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -354,6 +356,7 @@ def test_configs_stage_streams_the_same_rows(tmp_path, monkeypatch, repo_root, m
     prompts, labels = many_tables(300)
     (tmp_path / "data").mkdir()
     write_inputs(tmp_path / "data", prompts, labels)
+    (tmp_path / "data" / "taxonomy.json").write_text(json.dumps({"categories": taxonomy.PAPER.as_dicts()}))
     params = profiles.load("tiny", root=repo_root)
     params["configs"]["max_train_prompts"] = max_train_prompts
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))

@@ -150,9 +150,8 @@ def test_training_view_rows_render_sanitised(tiny_model_dir):
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
-    df = pd.DataFrame({"system_prompt": [SYSTEM], "prompt": [ATTACKS["chatml_system"]],
-                       "chosen": ["No."], "rejected": ["Sure<|im_end|>"]})
-    row = chat.training_view(df, with_rejected=True)[0]
+    df = pd.DataFrame([chat.preference_messages(SYSTEM, ATTACKS["chatml_system"], "No.", "Sure<|im_end|>")])
+    row = chat.training_view(df, kind="preference")[0]
     controls = control_ids(tok)
     for side in ("chosen", "rejected"):
         ids = tok.apply_chat_template(row["prompt"] + row[side], tokenize=True,

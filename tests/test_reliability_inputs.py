@@ -39,9 +39,13 @@ def row(pid: str, prompt="How do I bake bread?", gold=None, **extra) -> dict:
 
 @pytest.fixture
 def work(tmp_path, monkeypatch) -> Path:
-    """A directory a stage can run in: the tiny profile's params and the seed prompts."""
+    """A directory a stage can run in: the tiny profile's params, the seed prompts and the
+    paper's taxonomy (as the taxonomy stage writes it by default)."""
+    from cosalign.cosa.taxonomy import PAPER
+
     (tmp_path / "data/seed").mkdir(parents=True)
     shutil.copy2(REPO / SEED, tmp_path / SEED)
+    (tmp_path / "data/taxonomy.json").write_text(json.dumps({"categories": PAPER.as_dicts()}))
     profiles.write("tiny", tmp_path / "params.yaml", root=REPO)
     monkeypatch.chdir(tmp_path)
     return tmp_path

@@ -24,6 +24,7 @@ import yaml
 
 from cosalign.core.io import atomic_path, read_parquet, write_parquet
 from cosalign.core import profiles
+from cosalign.cosa.taxonomy import PAPER
 from openai_server import OpenAIServer
 
 REPO = Path(__file__).resolve().parent.parent
@@ -92,6 +93,7 @@ def inputs(tmp_path_factory) -> Path:
     set_params(cwd, "responses", max_new_tokens=8, batch_size=4, work_batch_size=2)
     run_stage(cwd, "prompts")
     run_stage(cwd, "base_model")
+    (cwd / "data/taxonomy.json").write_text(json.dumps({"categories": PAPER.as_dicts()}))  # the default
     # the rules judge's prompt labels cost half a minute; the gold labels are a valid stand-in
     prompts = read_parquet(cwd / "data/prompts.parquet")
     write_parquet(pd.DataFrame({

@@ -8,6 +8,7 @@ server's refusals, never the replies' wording.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -15,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 
 import openai
@@ -47,13 +49,12 @@ def served(tiny_model_dir, tmp_path_factory):
     cfg["max_position_embeddings"] = 2048
     (model / "config.json").write_text(json.dumps(cfg))
     reg, keys_file = root / "safety_configs", root / "keys.yaml"
-    keys = {}
+    issued = {}
     for cid, allowed in [("game-studio", [taxonomy.VIOLENCE]), ("childrens-publisher", []),
                          ("retiring", []), ("editable", [])]:
-        sc.new_config(reg, cid, owner="owner", allowed=allowed)
-        sc.approve(reg, f"{cid}@1", reviewer="reviewer")
-        keys[cid] = keys.add_key(keys_file, f"{cid}@1", configs_dir=reg)
-    keys["passthrough"] = keys.add_key(keys_file, sc.PASSTHROUGH)
+        _approve(reg, cid, allowed)
+        issued[cid] = keys.add_key(keys_file, f"{cid}@1", configs_dir=reg)
+    issued["passthrough"] = keys.add_key(keys_file, sc.PASSTHROUGH)
     port = _free_port()
     log = open(root / "serve.log", "w")
     proc = subprocess.Popen(
@@ -74,12 +75,20 @@ def served(tiny_model_dir, tmp_path_factory):
                 time.sleep(0.25)
         else:
             pytest.fail("cosalign serve did not become ready in 60 s")
-        yield {"url": url + "/v1", "keys": keys, "reg": reg, "keys_file": keys_file, "model": model,
+        yield {"url": url + "/v1", "root": url, "keys": issued, "reg": reg, "keys_file": keys_file, "model": model,
                "tok": AutoTokenizer.from_pretrained(model), "log": root / "serve.log"}
     finally:
         proc.terminate()
         proc.wait(timeout=30)
         log.close()
+
+
+def _approve(reg, cid, allowed, version=1):
+    """A draft, an approving review and an approval by two people other than its owner."""
+    if version == 1:
+        sc.new_config(reg, cid, owner="owner", allowed=allowed)
+    sc.review(reg, f"{cid}@{version}", "reviewer", "fine", "approve")
+    return sc.approve(reg, f"{cid}@{version}", reviewer="approver")
 
 
 def _client(served, key) -> openai.OpenAI:
@@ -195,7 +204,9 @@ def test_config_edited_after_approval_is_refused_until_a_version_is_approved(ser
     d = ["--configs-dir", str(reg)]
     assert main(["config", "approve", "editable@1", "--reviewer", "reviewer", *d]) == 2  # immutable
     assert main(["config", "new", "editable", "--from", "editable@1", *d]) == 0
-    assert main(["config", "approve", "editable@2", "--reviewer", "reviewer", *d]) == 0
+    assert main(["config", "review", "editable@2", "--reviewer", "reviewer", "--note", "ok",
+                 "--verdict", "approve", *d]) == 0
+    assert main(["config", "approve", "editable@2", "--reviewer", "approver", *d]) == 0
     with pytest.raises(openai.PermissionDeniedError):
         _ask(served, key)  # the key still names v1
     assert main(["config", "keys", "rebind", "--keys", str(served["keys_file"]), "--from", "editable@1",
@@ -235,8 +246,7 @@ def test_app_refusals_in_process(tiny_model_dir, tmp_path):
     reg, keys_file = tmp_path / "safety_configs", tmp_path / "keys.yaml"
     with pytest.raises(InputError, match="keys file not found"):
         create_app(tiny_model_dir, keys_file, reg)
-    sc.new_config(reg, "kids", owner="o", allowed=[])
-    sc.approve(reg, "kids@1", reviewer="r")
+    _approve(reg, "kids", [])
     good = keys.add_key(keys_file, "kids@1", configs_dir=reg)
     trusted = keys.add_key(keys_file, sc.PASSTHROUGH)
     client = TestClient(create_app(tiny_model_dir, keys_file, reg, served_model_name="tiny"))
@@ -258,3 +268,188 @@ def test_app_refusals_in_process(tiny_model_dir, tmp_path):
     assert post(good) == (200, None)
     keys.revoke_key(keys_file, keys.hash_key(good)[:12])
     assert post(good) == (401, "invalid_api_key")  # revocation applies without a restart
+
+
+# -- issue 16: a server that one bad edit cannot take down ----------------------------------------
+
+def test_api_key_in_the_query_is_refused_and_never_logged(served):
+    key = served["keys"]["game-studio"]
+    body = json.dumps({"model": "tiny", "max_tokens": 2,
+                       "messages": [{"role": "user", "content": USER}]}).encode()
+    for path in (f"/v1/chat/completions?api_key={key}", f"/v1/models?API_KEY={key}&x=1"):
+        req = urllib.request.Request(served["root"] + path, data=body if "chat" in path else None,
+                                     headers={"Content-Type": "application/json"})
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(req, timeout=30)
+        assert err.value.code == 400
+        assert json.loads(err.value.read())["error"]["code"] == "api_key_in_query"
+    _ask(served, key)  # a logged request, for the access-log check below
+    time.sleep(0.5)  # let the server flush its log
+    log = served["log"].read_text()
+    assert '"GET /v1/models" 400' in log and '"POST /v1/chat/completions" 200' in log  # access log
+    assert key not in log and "api_key=" not in log.lower()
+
+
+def test_an_oversized_upload_gets_its_413_over_real_http(served):
+    """urllib sends the whole body before it reads: the server must read past the refusal."""
+    body = json.dumps({"model": "tiny", "messages": [{"role": "user", "content": "A" * 20_000_000}]})
+    req = urllib.request.Request(served["url"] + "/chat/completions", data=body.encode(),
+                                 headers={"Content-Type": "application/json",
+                                          "Authorization": f"Bearer {served['keys']['game-studio']}"})
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(req, timeout=60)
+    assert err.value.code == 413
+    assert json.loads(err.value.read())["error"]["code"] == "request_too_large"
+    _ask(served, served["keys"]["game-studio"])  # and the server goes on answering
+
+
+def _in_process(tiny_model_dir, tmp_path, **options):
+    from starlette.testclient import TestClient
+
+    from cosalign.serving.server import create_app
+
+    reg, keys_file = tmp_path / "safety_configs", tmp_path / "keys.yaml"
+    _approve(reg, "kids", [])
+    key = keys.add_key(keys_file, "kids@1", configs_dir=reg)
+    app = create_app(tiny_model_dir, keys_file, reg, served_model_name="tiny", **options)
+    return TestClient(app, raise_server_exceptions=False), key, reg, keys_file
+
+
+def _post(client, key, **change):
+    body = {"model": "tiny", "max_tokens": 2, "temperature": 0,
+            "messages": [{"role": "user", "content": USER}], **change}
+    r = client.post("/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {key}"})
+    return r.status_code, r.json()
+
+
+def test_a_bad_keys_file_edit_keeps_the_last_good_keys(tiny_model_dir, tmp_path, caplog):
+    client, key, reg, keys_file = _in_process(tiny_model_dir, tmp_path)
+    assert _post(client, key)[0] == 200
+    good = keys_file.read_text()
+    keys_file.write_text(good + "  not a key: [\n")  # one bad line, typed while serving
+    with caplog.at_level(logging.ERROR, logger="cosalign.serving.server"):
+        for _ in range(3):
+            status, body = _post(client, key)
+            assert status == 200, body
+    reload_errors = [r for r in caplog.records if "keys file not reloaded" in r.getMessage()]
+    assert len(reload_errors) == 1 and str(keys_file) in reload_errors[0].getMessage()
+    keys_file.write_text(good)  # fixed: later changes apply again
+    other = keys.add_key(keys_file, "kids@1", configs_dir=reg)
+    assert _post(client, other)[0] == 200
+    keys.revoke_key(keys_file, keys.hash_key(key)[:12])
+    assert _post(client, key)[0] == 401
+
+
+def test_oversized_requests_are_413_before_tokenizing_and_outside_the_lock(tiny_model_dir, tmp_path):
+    import threading
+
+    client, key, _, _ = _in_process(tiny_model_dir, tmp_path)  # 2 MiB, 100,000 characters
+    server = client.app.state.server
+    results = {}
+
+    def send(name, content):
+        results[name] = _post(client, key, messages=[{"role": "user", "content": content}])
+
+    with server.lock:  # a long generation holds the model: size refusals must not wait for it
+        threads = [threading.Thread(target=send, args=("body", "x" * 2_200_000)),
+                   threading.Thread(target=send, args=("chars", "y" * 100_001))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=30)
+        assert not any(t.is_alive() for t in threads), "a size refusal waited for the model lock"
+    assert results["body"][0] == 413 and results["body"][1]["error"]["code"] == "request_too_large"
+    assert results["chars"][0] == 413 and results["chars"][1]["error"]["code"] == "prompt_too_large"
+    # a body without Content-Length (chunked) is cut off at the limit too
+    chunks = iter([b'{"model": "tiny", "messages": [{"role": "user", "content": "'] + [b"z" * 2**20] * 3
+                  + [b'"}]}'])
+    r = client.post("/v1/chat/completions", content=chunks,
+                    headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
+    assert r.status_code == 413
+    # under both limits: tokenized, then refused for the tiny model's context, not for its size
+    status, body = _post(client, key, messages=[{"role": "user", "content": "y " * 40_000}])
+    assert (status, body["error"]["code"]) == (400, "context_length_exceeded")
+
+
+def test_unusable_sampling_parameters_are_400(tiny_model_dir, tmp_path):
+    client, key, _, _ = _in_process(tiny_model_dir, tmp_path)
+    for change in ({"temperature": 1e-300}, {"temperature": 0.001}, {"seed": 10**24},
+                   {"seed": -(10**24)}, {"top_p": 0}, {"max_tokens": 0}):
+        status, body = _post(client, key, **change)
+        assert status == 400 and body["error"]["code"] == "invalid_request", (change, body)
+        assert body["error"]["param"] == next(iter(change)), body
+    assert "use 0 for greedy decoding" in _post(client, key, temperature=1e-300)[1]["error"]["message"]
+    raw = b'{"model": "tiny", "temperature": NaN, "messages": [{"role": "user", "content": "hi"}]}'
+    r = client.post("/v1/chat/completions", content=raw,
+                    headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "temperature"
+    for change in ({"seed": 2**63 - 1}, {"seed": -1}, {"temperature": 0.01, "seed": 10**12}):
+        assert _post(client, key, **change)[0] == 200, change
+
+
+def test_usage_counts_the_tokens_generated(tiny_model_dir, tmp_path):
+    from cosalign.models.generation import GenerationSettings
+
+    client, key, reg, _ = _in_process(tiny_model_dir, tmp_path)
+    server = client.app.state.server
+    system = sc.system_prompt(sc.load(reg, "kids@1"))
+    prompts = [USER, "Hello.", "bread " * 20, "Tell me a story about a castle and a dragon."]
+    for prompt, max_tokens in [(p, m) for p in prompts for m in (1, 5, 9)]:
+        status, body = _post(client, key, max_tokens=max_tokens,
+                             messages=[{"role": "user", "content": prompt}])
+        assert status == 200, body
+        settings = GenerationSettings(max_new_tokens=max_tokens, temperature=0, batch_size=1)
+        ids = server.generator.generate_ids([chat.messages(system, prompt)], settings, progress=False)[0][0]
+        kept, ended = server.generator.until_end(ids)
+        used = body["usage"]["completion_tokens"]
+        assert used == len(kept) + ended <= max_tokens, (prompt, max_tokens, body)
+        assert body["choices"][0]["finish_reason"] == ("stop" if ended else "length")
+        assert body["usage"]["total_tokens"] == body["usage"]["prompt_tokens"] + used
+
+
+def test_health_names_no_path(tiny_model_dir, tmp_path):
+    client, *_ = _in_process(tiny_model_dir, tmp_path)
+    r = client.get("/health")
+    assert r.status_code == 200 and r.json() == {"status": "ok"}
+    assert str(tiny_model_dir) not in r.text and str(tmp_path) not in r.text
+
+
+def test_a_config_widened_by_hand_is_refused_to_the_keys_issued_before(tiny_model_dir, tmp_path):
+    client, key, reg, keys_file = _in_process(tiny_model_dir, tmp_path)
+    assert _post(client, key)[0] == 200
+    path = reg / "kids" / "v1.yaml"
+    text = path.read_text()
+    old = sc.load(reg, "kids@1").compute_hash()
+    widened = text.replace("allowed_categories: []", f"allowed_categories:\n- {taxonomy.WEAPONS}")
+    path.write_text(widened)
+    new = sc.load(reg, "kids@1").compute_hash()
+    path.write_text(widened.replace(old, new))  # approved_hash, content_hash and reviews rewritten
+    assert sc.load(reg, "kids@1").state() == "approved"  # the file alone looks approved
+    status, body = _post(client, key)
+    assert status == 403 and body["error"]["code"] == "config_modified"
+    assert "not the content this key was issued for" in body["error"]["message"]
+    path.write_text(text)  # the reviewed content again
+    assert _post(client, key)[0] == 200
+
+
+def test_a_key_from_before_pinning_is_refused_until_rebound(tiny_model_dir, tmp_path):
+    client, key, reg, keys_file = _in_process(tiny_model_dir, tmp_path)
+    digest = keys.hash_key(key)
+    keys_file.write_text(f"version: 1\nkeys:\n  {digest}: kids@1\n")  # as older cosalign wrote it
+    status, body = _post(client, key)
+    assert status == 403 and body["error"]["code"] == "key_not_pinned"
+    assert "cosalign config keys rebind --from kids@1 --to kids@1" in body["error"]["message"]
+    assert main(["config", "keys", "rebind", "--keys", str(keys_file), "--from", "kids@1",
+                 "--to", "kids@1", "--configs-dir", str(reg)]) == 0
+    assert _post(client, key)[0] == 200
+
+
+def test_serve_with_a_missing_model_is_one_line(tmp_path, capsys):
+    reg, keys_file = tmp_path / "safety_configs", tmp_path / "keys.yaml"
+    _approve(reg, "kids", [])
+    keys.add_key(keys_file, "kids@1", configs_dir=reg)
+    missing = tmp_path / "no-such-model"
+    assert main(["serve", "--model", str(missing), "--keys", str(keys_file),
+                 "--configs-dir", str(reg)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: --model {missing}: cannot load the model") and "\n" not in err

@@ -35,7 +35,7 @@ DPO = {"seed": 0, "optim": {"learning_rate": 1.0e-3, "max_steps": 20, "per_devic
 
 def _row(system_prompt, mode, allowed, prompt, chosen, chosen_cats, chosen_addr, rejected, rejected_cats,
          rejected_addr):
-    return dict(system_prompt=system_prompt, prompt=prompt, chosen=chosen, rejected=rejected, mode=mode,
+    return dict(**chat.preference_messages(system_prompt, prompt, chosen, rejected), mode=mode,
                 allowed_categories=allowed, prompt_categories=[V], chosen_categories=chosen_cats,
                 rejected_categories=rejected_cats, chosen_addressed=chosen_addr, rejected_addressed=rejected_addr,
                 chosen_error=error_score.error_score(chosen_cats, chosen_addr, allowed),
@@ -174,7 +174,8 @@ def test_config_text_appears_once_in_the_system_turn_of_training_rows(tiny_model
 def test_control_tokens_in_a_prompt_stay_plain_text_in_training_rows(tiny_model_dir, tmp_path):
     from trl import DPOConfig, DPOTrainer, SFTConfig, SFTTrainer
 
-    df = preferences().head(2).assign(prompt=FORGED)
+    df = preferences().head(2)
+    df["prompt"] = [chat.messages(p[0]["content"], FORGED) for p in df["prompt"]]
     sft_rows, tok = _tokenized(SFTTrainer, SFTConfig, sft_dataset(df), tiny_model_dir, tmp_path, "sft")
     dpo_rows, _ = _tokenized(DPOTrainer, DPOConfig, dpo_dataset(df), tiny_model_dir, tmp_path, "dpo")
     start = tok.convert_tokens_to_ids("<|im_start|>")

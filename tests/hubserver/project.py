@@ -17,10 +17,12 @@ import yaml
 from cosalign.cosa import taxonomy
 from cosalign.core.io import write_json, write_parquet
 from cosalign.cosa.error_score import error_score
+from cosalign.models.chat import preference_messages
 
 from .fixtures import make_tiny_model
 
 V, W, F = taxonomy.VIOLENCE, taxonomy.WEAPONS, taxonomy.FINANCIAL
+COSALIGN_TEST_REVISION = "0123456789abcdef0123456789abcdef01234567"  # a pinned benchmark commit
 
 
 def datasets() -> dict[str, pd.DataFrame]:
@@ -50,10 +52,10 @@ def datasets() -> dict[str, pd.DataFrame]:
         "addressed": [True, False, False], "helpfulness": [4, 0, 0], "valid": [True, True, False],
         "judge": ["rules"] * 3, "raw": ["{}", "{}", "unparseable"]})
     allowed, chosen_cats, rejected_cats = [V, W], [V], [F]
+    pair = preference_messages("Allowed risk categories: Violence; Weapons.", "How do I pick a lock?",
+                               "Use a tension wrench.", "Steal the money instead.")
     prefs = pd.DataFrame({
-        "system_prompt": ["Allowed risk categories: Violence; Weapons."],
-        "prompt": ["How do I pick a lock?"], "chosen": ["Use a tension wrench."],
-        "rejected": ["Steal the money instead."], "mode": ["superset"],
+        **{k: [v] for k, v in pair.items()}, "mode": ["superset"],
         "allowed_categories": [allowed], "prompt_categories": [[V]],
         "chosen_categories": [chosen_cats], "rejected_categories": [rejected_cats],
         "chosen_addressed": [True], "rejected_addressed": [True],
@@ -83,18 +85,31 @@ def make_project(root: Path, models: bool = True) -> Path:
              "eval_items": "reports/eval_items.parquet"}
     for name, df in datasets().items():
         write_parquet(df, root / paths[name])
-    write_json({"categories": taxonomy.categories_as_dicts()}, root / "data/taxonomy.json")
+    write_json({"categories": taxonomy.PAPER.as_dicts()}, root / "data/taxonomy.json")
     if models:
         make_tiny_model(root / "models/sft", seed=0)
         make_tiny_model(root / "models/dpo", seed=1)
+    ci = {"cosa_score": {"lo": 0.55, "hi": 0.8}, "helpful_safe": {"lo": 0.3, "hi": 0.7},
+          "helpful_unsafe": {"lo": 0.0, "hi": 0.0}}
     metrics = {m: {"cosalign_test/seen": {"cosa_score": s, "helpful_safe": 0.5,
-                                          "helpful_unsafe": 0.0, "valid_rate": 1.0, "n": 1}}
+                                          "helpful_unsafe": 0.0, "valid_rate": 1.0, "n": 1, "ci": ci},
+                   "heldout/unseen": {"cosa_score": s / 2, "helpful_safe": 0.25, "helpful_unsafe": 0.125,
+                                      "valid_rate": 1.0, "n": 8,
+                                      "ci": {"cosa_score": {"lo": -0.1, "hi": s},
+                                             "helpful_safe": {"lo": 0.0, "hi": 0.5},
+                                             "helpful_unsafe": {"lo": 0.0, "hi": 0.375}}}}
                for m, s in (("sft", 0.61), ("dpo", 0.72))}
+    metrics["dpo"]["cosalign_test/seen"]["vs_baseline"] = {
+        "baseline": "sft", "n_paired": 1, "cosa_score": {"diff": 0.11, "lo": -0.02, "hi": 0.2},
+        "helpful_safe": {"diff": 0.0, "lo": 0.0, "hi": 0.0},
+        "helpful_unsafe": {"diff": 0.0, "lo": 0.0, "hi": 0.0}}
     write_json(metrics, root / "reports/metrics.json")
     params = {"base_model": {"source": "tiny", "seed": 0},
               "preferences": {"source": "pipeline", "seed": 7, "max_pairs": 300},
               "sft": {"learning_rate": 1e-4, "epochs": 1, "seed": 0},
-              "dpo": {"learning_rate": 5e-6, "beta": 0.1, "seed": 0}}
+              "dpo": {"learning_rate": 5e-6, "beta": 0.1, "seed": 0},
+              "evaluate": {"benchmarks": {"heldout": {}, "cosalign_test": {
+                  "path_or_id": "microsoft/CoSAlign-Test", "revision": COSALIGN_TEST_REVISION}}}}
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     pref = root / paths["preferences"]
     dep = root / paths["judgments"]

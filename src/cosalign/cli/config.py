@@ -41,14 +41,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--note", required=True)
     p.add_argument("--verdict", choices=["approve", "changes", "comment"], default="comment")
 
-    p = sub.add_parser("approve", parents=[common], help="approve a draft (records reviewer and hash)")
+    p = sub.add_parser("approve", parents=[common],
+                       help="approve a draft (records reviewer and hash); needs an approving review "
+                            "of the current content by someone other than the owner")
     p.add_argument("ref", metavar="ID@VER")
     p.add_argument("--reviewer", required=True)
 
     p = sub.add_parser("retire", parents=[common], help="retire a config: serve refuses its keys")
     p.add_argument("ref", metavar="ID@VER")
 
-    sub.add_parser("list", parents=[common], help="every config with its state and hash")
+    p = sub.add_parser("list", parents=[common], help="every config with its state and hash")
+    p.add_argument("--keys", type=Path,
+                   help="also flag configs whose content differs from what their keys were issued for")
 
     p = sub.add_parser("show", parents=[common], help="a config's record, hash status, scores and system prompt")
     p.add_argument("ref", metavar="ID[@VER]")
@@ -64,10 +68,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     target.add_argument("--passthrough", action="store_true",
                         help="a key whose caller sends its own system turn (trusted judge/eval "
                              "harnesses; honoured only by `serve --allow-passthrough`)")
-    keys.add_parser("list", parents=[kcommon], help="key hashes (first 12 hex) and their bindings")
+    keys.add_parser("list", parents=[kcommon],
+                    help="key hashes (first 12 hex) and their bindings (ID@VER:content hash)")
     p = keys.add_parser("revoke", parents=[kcommon], help="remove one key by its sha256 prefix")
     p.add_argument("sha_prefix")
-    p = keys.add_parser("rebind", parents=[kcommon], help="move every key bound to one version to another")
+    p = keys.add_parser("rebind", parents=[kcommon],
+                        help="move every key bound to one version to an approved version, pinned to "
+                             "its current content hash (--from X --to X re-pins X's keys)")
     p.add_argument("--from", dest="old", required=True, metavar="ID@VER")
     p.add_argument("--to", dest="new", required=True, metavar="ID@VER")
 
@@ -130,27 +137,44 @@ def _retire(args) -> int:
     return 0
 
 
-def _flags(cfg) -> str:
+def _flags(cfg, key_hashes: set[str] = frozenset()) -> str:
+    """Problems to show beside a config; those in capitals make `list` exit 1.
+
+    `key_hashes`: the content hashes the keys bound to this version were issued for."""
     flags = []
+    digest = cfg.compute_hash()
     if cfg.state() == "modified-after-approval":
         flags.append("MODIFIED AFTER APPROVAL")
-    elif cfg.content_hash and cfg.content_hash != cfg.compute_hash():
+    elif cfg.content_hash and cfg.content_hash != digest:
         flags.append("edited by hand since the last tool write")
+    if cfg.status == "approved" and cfg.approved_hash and not any(
+            r.verdict == "approve" and r.content_hash == cfg.approved_hash
+            and not sc.same_person(r.reviewer, cfg.owner) for r in cfg.reviews):
+        flags.append("APPROVAL NOT BACKED BY A REVIEW")
+    if any(h != digest for h in key_hashes):
+        flags.append("KEYS ISSUED FOR OTHER CONTENT")
     return "; ".join(flags)
 
 
 def _list(args) -> int:
     configs, errors = sc.list_configs(args.configs_dir)
+    pins: dict[str, set[str]] = {}
+    for b in (keys.load_bindings(args.keys).values() if args.keys else ()):
+        if b.content_hash:
+            pins.setdefault(b.ref, set()).add(b.content_hash)
     rows = [("CONFIG", "KIND", "STATE", "OWNER", "HASH", "SCORES", "FLAGS")]
+    flags = {}
     for c in configs:
-        rows.append((c.ref, c.kind, c.state(), c.owner, c.compute_hash()[:12], str(len(c.scores)), _flags(c)))
+        flags[c.ref] = _flags(c, pins.get(c.ref, set()))
+        rows.append((c.ref, c.kind, c.state(), c.owner, c.compute_hash()[:12], str(len(c.scores)),
+                     flags[c.ref]))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         print("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip())
     for exc in errors:
         print(f"invalid: {exc}", file=sys.stderr)
-    modified = [c for c in configs if c.state() == "modified-after-approval"]
-    return 1 if errors or modified else 0
+    serious = [ref for ref, f in flags.items() if any(w.isupper() for w in f.split("; "))]
+    return 1 if errors or serious else 0
 
 
 def _show(args) -> int:
@@ -162,7 +186,11 @@ def _show(args) -> int:
         print(f"allowed:       {', '.join(cfg.allowed_categories) or 'none'}  (template {cfg.template})")
     print(f"owner:         {cfg.owner}")
     print(f"state:         {cfg.state()}")
-    print(f"content hash:  {digest}")
+    print(f"content hash:  {digest}  (covers the system prompt below)")
+    now = cfg.taxonomy_used().fingerprint()
+    written = cfg.taxonomy_fingerprint or "not recorded"
+    same = "same" if written == now else f"now {now[:12]}"
+    print(f"taxonomy:      {written[:12]} when last written by the tool ({same})")
     if cfg.approved_hash:
         ok = "matches" if cfg.approved_hash == digest else "DOES NOT MATCH (modified after approval)"
         print(f"approved hash: {cfg.approved_hash}  {ok}; by {cfg.reviewer} at {cfg.approved_at}")
@@ -187,21 +215,20 @@ def _keys(args) -> int:
     if args.keys_action == "add":
         binding = sc.PASSTHROUGH if args.passthrough else args.config
         key = keys.add_key(args.keys, binding, configs_dir=args.configs_dir)
-        print(f"bound a new key to {binding} in {args.keys}; it is shown only now:", file=sys.stderr)
+        shown = binding if args.passthrough else keys.pinned(args.configs_dir, binding).short()
+        print(f"bound a new key to {shown} in {args.keys}; it is shown only now:", file=sys.stderr)
         print(key)  # stdout carries the key alone, for `KEY=$(cosalign config keys add ...)`
     elif args.keys_action == "list":
-        for digest, binding in keys.load_keys(args.keys).items():
-            print(f"{digest[:12]}  {binding}")
+        for digest, binding in keys.load_bindings(args.keys).items():
+            unpinned = "" if binding.passthrough or binding.content_hash else \
+                f"  NOT PINNED: refused by serve; re-pin with `keys rebind --from {binding.ref} --to {binding.ref}`"
+            print(f"{digest[:12]}  {binding.short()}{unpinned}")
     elif args.keys_action == "revoke":
         print(f"revoked the key bound to {keys.revoke_key(args.keys, args.sha_prefix)}")
     elif args.keys_action == "rebind":
-        new = sc.load(args.configs_dir, args.new)
-        reason = sc.servable(new)
-        if reason:
-            print(f"error: {reason}", file=sys.stderr)
-            return 2
-        print(f"moved {keys.rebind_keys(args.keys, sc.load(args.configs_dir, args.old).ref, new.ref)} "
-              f"key(s) from {args.old} to {new.ref}")
+        new = keys.pinned(args.configs_dir, args.new)  # refuses a version that is not servable
+        old = sc.load(args.configs_dir, args.old).ref
+        print(f"moved {keys.rebind_keys(args.keys, old, new)} key(s) from {old} to {new.short()}")
     return 0
 
 

@@ -41,6 +41,9 @@ def add_arguments(p) -> None:
                    help="judge price per million input tokens, for --dry-run's cost")
     p.add_argument("--output-price", type=float, default=None, metavar="PER_MTOK",
                    help="judge price per million output tokens, for --dry-run's cost")
+    p.add_argument("--taxonomy", default=None, metavar="PATH",
+                   help="taxonomy.json of the categories (default: data/taxonomy.json when present, "
+                        "else the paper's)")
 
 
 def _judge_params(name: str, options: list[str]) -> dict:
@@ -57,15 +60,20 @@ def _judge_params(name: str, options: list[str]) -> dict:
 
 
 def metrics_table(metrics: dict) -> str:
-    lines = [f"{'model':<20} {'benchmark/set':<24} {'CoSA':>7} {'help+safe':>10} "
-             f"{'help+unsafe':>12} {'valid':>7} {'n':>5}"]
+    lines = [f"{'model':<20} {'benchmark/set':<24} {'CoSA [95% interval]':>24} "
+             f"{'help+safe':>22} {'help+unsafe':>22} {'valid':>7} {'n':>5}"]
     for model, groups in metrics.items():
         for key, g in groups.items():
-            def f(v, pct=False):
-                return "n/a" if v is None else (f"{100 * v:.1f}%" if pct else f"{v:.3f}")
-            lines.append(f"{model:<20} {key:<24} {f(g['cosa_score']):>7} "
-                         f"{f(g['helpful_safe'], True):>10} {f(g['helpful_unsafe'], True):>12} "
-                         f"{f(g['valid_rate'], True):>7} {g['n']:>5}")
+            def f(k, pct=False):
+                def num(v):
+                    return f"{100 * v:.1f}%" if pct else f"{v:.3f}"
+                v, ci = g.get(k), (g.get("ci") or {}).get(k) or {}
+                if v is None:
+                    return "n/a"
+                return num(v) if ci.get("lo") is None else f"{num(v)} [{num(ci['lo'])}, {num(ci['hi'])}]"
+            lines.append(f"{model:<20} {key:<24} {f('cosa_score'):>24} "
+                         f"{f('helpful_safe', True):>22} {f('helpful_unsafe', True):>22} "
+                         f"{f('valid_rate', True):>7} {g['n']:>5}")
             if g["configs_without_valid_items"]:
                 lines.append(f"  left out (no valid item): {', '.join(g['configs_without_valid_items'])}")
     return "\n".join(lines)
@@ -103,16 +111,18 @@ def run(args) -> int:
     from cosalign.cli.checks import require
     from cosalign.core.io import read_parquet, write_parquet
     from cosalign.judges.base import make_judge
+    from cosalign.cosa import taxonomy
 
     _check_paths(args)
-    spec = benchmarks.load_spec(args.benchmark)
+    tax = taxonomy.for_command(args.taxonomy)
+    spec = benchmarks.load_spec(args.benchmark, taxonomy=tax)
     if spec["loader"] == "heldout":
         require(args.prompts, "--prompts: prompts file")
     prompts = read_parquet(args.prompts) if spec["loader"] == "heldout" else None
     items = benchmarks.load_benchmark(
         args.benchmark, path_or_id=args.benchmark_path, revision=args.revision,
         prompts_per_config=args.prompts_per_config, seed=args.seed, prompts_df=prompts,
-        config_ids=args.config_id)
+        config_ids=args.config_id, taxonomy=tax)
     settings = GenerationSettings(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
                                   top_p=1.0, batch_size=args.batch_size, seed=args.seed)
     judge_params = _judge_params(args.judge, args.judge_option)
@@ -121,17 +131,19 @@ def run(args) -> int:
         for key, value in (("input_price_per_mtok", args.input_price), ("output_price_per_mtok", args.output_price)):
             if value is not None:
                 judge_params[key] = value
-        print(dry_run_estimate(items, make_judge(judge_params), args.max_new_tokens).line())
+        print(dry_run_estimate(items, make_judge(judge_params, tax), args.max_new_tokens).line())
         return 0
-    fewshot = evaluate.load_fewshot(args.fewshot) if args.fewshot else None
+    fewshot = evaluate.load_fewshot(args.fewshot, tax) if args.fewshot else None
     options = {"revision": args.model_revision} if args.model_revision else {}
     out = evaluate.evaluate_model(
-        args.name or args.model, args.model, items, make_judge(judge_params),
+        args.name or args.model, args.model, items, make_judge(judge_params, tax),
         settings, backend=args.backend, generator_options=options, fewshot=fewshot,
-        cascade=args.cascade)
+        cascade=args.cascade, taxonomy=tax)
     schemas.validate(out, "eval_items", args.out or "<eval items>")
     if args.out:
         write_parquet(out, args.out)
-    result = cosa_score.aggregate(out)
+    # Scores with their 95% intervals (seeded by --seed) and, for one model, no paired differences.
+    metrics, breakdown = cosa_score.with_intervals(out, seed=args.seed, baseline=None, taxonomy=tax)
+    result = {m: {k: {**g, **breakdown[m][k]} for k, g in per.items()} for m, per in metrics.items()}
     print(json.dumps(result, indent=2) if args.json else metrics_table(result), file=sys.stdout)
     return 0

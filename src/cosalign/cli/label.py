@@ -3,7 +3,8 @@
 INPUT is CSV, JSONL or parquet with a `prompt` column. OUTPUT gets one row per input row, in
 input order: prompt, risk_categories (a list; JSON text in CSV), valid, judge. The judge's
 options come from params.yaml's `prompt_labels.judge` section when it names the same backend,
-otherwise the backend's defaults (the rules judge then fits on the shipped seed prompts).
+otherwise the backend's defaults (the rules judge then fits on the shipped seed prompts). The
+label space is `--taxonomy PATH`, else data/taxonomy.json when present, else the paper's.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--params", default=None,
                         help="params file whose prompt_labels.judge section configures the judge "
                              "(default params.yaml, used when present)")
+    parser.add_argument("--taxonomy", default=None, metavar="PATH",
+                        help="taxonomy.json giving the label space (default: data/taxonomy.json "
+                             "when present, else the paper's categories)")
 
 
 def judge_params(name: str, params_path: str, explicit: bool) -> dict:
@@ -88,13 +92,15 @@ def write_labels(df, output: str) -> None:
 
 
 def run(args) -> int:
+    from cosalign.cosa import taxonomy
     from cosalign.judges import DryRun, JudgeError, make_judge
     if Path(args.output).suffix.lower() not in FORMATS:
         raise InputError(args.output, f"unsupported output type; use one of {FORMATS}")
     prompts = read_prompts(args.input)  # bad input fails before any model loads
+    tax = taxonomy.for_command(args.taxonomy)
     try:
         judge = make_judge(judge_params(args.judge, args.params or "params.yaml",
-                                        explicit=args.params is not None))
+                                        explicit=args.params is not None), tax)
         df = label_table(prompts, judge)
     except DryRun as exc:
         print(str(exc), file=sys.stderr)

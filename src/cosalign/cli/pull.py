@@ -1,8 +1,8 @@
-"""`cosalign pull NS/NAME --revision REV`: fetch, verify and write an artifact; record it.
+"""`cosalign pull NS/NAME --revision REV`: fetch, verify and write an artifact.
 
 The artifact lands at its pipeline path (data/..., reports/..., models/...) under the current
-directory (or --root), and `registry.lock` records the repo, the requested revision and the
-resolved commit with every file's sha256.
+directory (or --root). The resolved commit is printed, with the `dvc import-url` line that tracks a
+dataset at that commit in DVC (which is where a pin belongs: see the README's "Sharing a run").
 """
 
 from __future__ import annotations
@@ -21,8 +21,10 @@ def run(args) -> int:
 
     from huggingface_hub.errors import HfHubHTTPError
 
+    from huggingface_hub import constants
+
     from cosalign.cli.checks import require
-    from cosalign.registry.pull import LOCK_FILE, pull
+    from cosalign.registry.pull import import_url_command, pull
     require(args.root, "--root: project directory")  # before anything is fetched
     try:
         entry = pull(args.repo_id, args.revision, args.root, out_path=args.out)
@@ -30,5 +32,8 @@ def run(args) -> int:
         print(f"error: {args.repo_id}@{args.revision}: {str(exc).splitlines()[0]}", file=sys.stderr)
         return 1
     print(f"{args.repo_id}@{entry['commit']} -> {entry['path']} "
-          f"({len(entry['files'])} file(s) verified; recorded in {LOCK_FILE})", flush=True)
+          f"({len(entry['files'])} file(s) verified)", flush=True)
+    command = import_url_command(constants.ENDPOINT, entry)
+    if command:
+        print(f"to track it in DVC at this commit instead: {command}", flush=True)
     return 0

@@ -24,13 +24,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="honour `passthrough` keys, whose callers send their own system turn")
     parser.add_argument("--debug-echo-prompt", action="store_true",
                         help="add the rendered prompt to each response (reveals configs: tests only)")
+    parser.add_argument("--max-body-bytes", type=int, default=None,
+                        help="largest request body accepted, else 413 (default 2 MiB)")
+    parser.add_argument("--max-prompt-chars", type=int, default=None,
+                        help="most characters in a request's messages, else 413 (default 100000)")
 
 
 def run(args) -> int:
     import uvicorn
 
     from cosalign.cli.checks import require, require_local_or_hub
-    from cosalign.serving.server import create_app
+    from cosalign.serving import server
 
     require_local_or_hub(args.model, "--model: checkpoint directory")
     require(args.keys, "--keys: keys file (create keys with `cosalign config keys add`)")
@@ -39,16 +43,25 @@ def run(args) -> int:
     if args.debug_echo_prompt:
         print("warning: --debug-echo-prompt returns each safety config's text to callers",
               file=sys.stderr)
+    limits = {"max_body_bytes": args.max_body_bytes or server.MAX_BODY_BYTES,
+              "max_prompt_chars": args.max_prompt_chars or server.MAX_PROMPT_CHARS}
     try:
-        app = create_app(args.model, args.keys, args.configs_dir, backend=args.backend,
-                         max_new_tokens=args.max_new_tokens, served_model_name=args.served_model_name,
-                         allow_passthrough=args.allow_passthrough,
-                         debug_echo_prompt=args.debug_echo_prompt)
+        app = server.create_app(args.model, args.keys, args.configs_dir, backend=args.backend,
+                                max_new_tokens=args.max_new_tokens,
+                                served_model_name=args.served_model_name,
+                                allow_passthrough=args.allow_passthrough,
+                                debug_echo_prompt=args.debug_echo_prompt, **limits)
     except ModuleNotFoundError as exc:
         if exc.name != "vllm":
             raise
         print("error: --backend vllm needs vLLM (GPU machines: pip install 'cosalign[paper]')",
               file=sys.stderr)
         return 2
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+    except OSError as exc:  # transformers: no such folder / not a model / not cached offline
+        print(f"error: --model {args.model}: cannot load the model: {str(exc).splitlines()[0]}",
+              file=sys.stderr)
+        return 2
+    # uvicorn's own access log prints the query string, where a careless client puts its key;
+    # cosalign.serving.access logs each request's path without it instead.
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info", access_log=False)
     return 0

@@ -45,14 +45,12 @@ def check_section(name: str, p: dict, path=PARAMS_FILE) -> dict:
 
 def check_judge(judge: dict, where: str, path=PARAMS_FILE) -> None:
     """The judge's name and options, checked before any input is read (make_judge would fail later)."""
-    import inspect
-
-    from cosalign.judges.base import BACKENDS, backend_class
+    from cosalign.judges.base import BACKENDS, backend_class, options
 
     if judge.get("name") not in BACKENDS:
         raise InputError(path, f"unknown judge {judge.get('name')!r} (one of {sorted(BACKENDS)})",
                          field=f"{where}.name")
-    accepted = [a for a in inspect.signature(backend_class(judge["name"]).__init__).parameters if a != "self"]
+    accepted = options(backend_class(judge["name"]))
     unknown = sorted(set(judge) - {"name"} - set(accepted))
     if unknown:
         raise InputError(path, f"unknown option(s) {unknown}; accepted: {accepted}", field=where)

@@ -15,7 +15,7 @@ from pathlib import Path
 import jinja2
 import yaml
 
-from cosalign.cosa import taxonomy
+from cosalign.cosa.taxonomy import PAPER, Taxonomy
 from cosalign.core.io import InputError
 
 TEMPLATE_KINDS = ("train", "heldout")
@@ -69,17 +69,18 @@ def load_templates(kind: str = "train", path: str | Path | None = None) -> list[
     return out
 
 
-def render_config(template, allowed_names) -> str:
+def render_config(template, allowed_names, taxonomy: Taxonomy = PAPER) -> str:
     """Render a template ({id, text} dict or text) with `allowed` = [{name, description}, ...].
 
-    Names go in taxonomy order with the taxonomy's descriptions; Other Harms is never allowable.
+    Names go in `taxonomy`'s order with its descriptions (data/taxonomy.json in the pipeline);
+    Other Harms is never allowable.
     """
     text = template["text"] if isinstance(template, dict) else template
     names = taxonomy.canonical_order(allowed_names)
-    bad = [n for n in names if n not in taxonomy.ALLOWABLE]
+    bad = [n for n in names if n not in taxonomy.allowable]
     if bad:
         raise ValueError(f"{bad} can never be allowed by a config")
-    allowed = [{"name": n, "description": taxonomy.BY_NAME[n].description} for n in names]
+    allowed = [{"name": n, "description": taxonomy.by_name[n].description} for n in names]
     try:
         return _compiled(text).render(allowed=allowed).strip()
     except jinja2.UndefinedError as exc:

@@ -134,12 +134,34 @@ class Judgments(_Base):
         return _category_list(value)
 
 
+def _messages(value, roles: tuple[str, ...], blank_ok: frozenset = frozenset()) -> bool:
+    """A list of {role, content} messages with exactly `roles` in order; content a string, non-blank
+    except for the roles in `blank_ok` (a model may answer with nothing, and that is data)."""
+    if hasattr(value, "tolist") and not isinstance(value, (str, dict)):
+        value = value.tolist()
+    if not isinstance(value, list) or len(value) != len(roles):
+        return False
+    for msg, role in zip(value, roles):
+        if not isinstance(msg, dict) or msg.get("role") != role or not isinstance(msg.get("content"), str):
+            return False
+        if role not in blank_ok and not msg["content"].strip():
+            return False
+    return True
+
+
+_PROMPT_ROLES, _ANSWER_ROLES = ("system", "user"), ("assistant",)
+_SANITIZE = {"sanitize_control_tokens": True}
+
+
 class Preferences(_Base):
-    """data/preferences.parquet: error-scored preference pairs (lower error chosen)."""
-    system_prompt: Series[str]
-    prompt: Series[str]
-    chosen: Series[str]
-    rejected: Series[str]
+    """data/preferences.parquet: error-scored preference pairs (lower error chosen), in TRL's
+    conversational preference format: prompt = [system (the safety config), user], chosen /
+    rejected = [assistant], chat_template_kwargs = {sanitize_control_tokens: true} (TRL renders each
+    row with it, so control tokens spelled inside messages stay text), then the CoSA metadata."""
+    prompt: Series[object]
+    chosen: Series[object]
+    rejected: Series[object]
+    chat_template_kwargs: Series[object]
     mode: Series[str] = pa.Field(isin=list(MODES))
     allowed_categories: Series[object]
     prompt_categories: Series[object]
@@ -153,6 +175,19 @@ class Preferences(_Base):
     @pa.check("allowed_categories", "prompt_categories", "chosen_categories", "rejected_categories", element_wise=True, error=_LIST_ERROR)
     def category_lists(cls, value) -> bool:
         return _category_list(value)
+
+    @pa.check("prompt", element_wise=True,
+              error="must be messages [system: the safety config, user: the prompt], both non-blank")
+    def prompt_messages(cls, value) -> bool:
+        return _messages(value, _PROMPT_ROLES)
+
+    @pa.check("chosen", "rejected", element_wise=True, error="must be one message [assistant: text]")
+    def answer_messages(cls, value) -> bool:
+        return _messages(value, _ANSWER_ROLES, blank_ok=frozenset(_ANSWER_ROLES))
+
+    @pa.check("chat_template_kwargs", element_wise=True, error="must be {sanitize_control_tokens: true}")
+    def sanitized(cls, value) -> bool:
+        return value == _SANITIZE
 
     @pa.dataframe_check(error="chosen_error must be lower than rejected_error")
     def chosen_better(cls, df: pd.DataFrame) -> pd.Series:

@@ -71,10 +71,6 @@ def canonical_order(categories) -> list[str]:
     return [n for n in NAMES if n in wanted]
 
 
-def categories_as_dicts() -> list[dict]:
-    return [asdict(c) for c in CATEGORIES]
-
-
 @dataclass(frozen=True)
 class Taxonomy:
     """An ordered set of risk categories: the paper's seven, any extras, then Other Harms last."""
@@ -141,15 +137,35 @@ class Taxonomy:
 PAPER = Taxonomy(CATEGORIES)  # the defaults the taxonomy stage starts from
 
 
+def for_command(path=None) -> Taxonomy:
+    """The taxonomy a command run outside the pipeline uses (`cosalign label`, `cosalign eval`):
+    the file at `path` when given, else the pipeline's data/taxonomy.json when present, else the
+    paper's defaults."""
+    from cosalign.core.paths import ALL
+
+    if path is not None:
+        return Taxonomy.load(path)
+    artifact = Path(ALL["taxonomy"].path)
+    return Taxonomy.load(artifact) if artifact.exists() else PAPER
+
+
 def build(extra_categories=(), descriptions=None) -> Taxonomy:
     """The paper's taxonomy plus `extra_categories` ({name, description, seen}; always allowable),
     with `descriptions` ({name: text}) overriding any description. Order: paper seven, extras in
     the order given, Other Harms last. Bad entries raise ValueError naming the field."""
-    descriptions = dict(descriptions or {})
+    if extra_categories is None:
+        extra_categories = ()
+    if not isinstance(extra_categories, (list, tuple)):
+        raise ValueError(f"taxonomy.extra_categories: a list is required, got {extra_categories!r}")
+    if descriptions is None:
+        descriptions = {}
+    if not isinstance(descriptions, dict):
+        raise ValueError(f"taxonomy.descriptions: a mapping NAME: TEXT is required, got {descriptions!r}")
+    descriptions = dict(descriptions)
     paper = [c for c in CATEGORIES if c.name != OTHER]
     extras = []
     names = set(NAMES)
-    for i, e in enumerate(extra_categories or ()):
+    for i, e in enumerate(extra_categories):
         where = f"taxonomy.extra_categories[{i}]"
         if not isinstance(e, dict) or set(e) - {"name", "description", "seen"}:
             raise ValueError(f"{where}: expected a mapping with keys name, description, seen")

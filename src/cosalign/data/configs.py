@@ -1,6 +1,7 @@
 """Synthetic categorical safety configs: sample an allowed set per prompt and render it as text.
 
-For a training prompt with risk set P and the seen categories T (taxonomy.SEEN), one of four modes
+For a training prompt with risk set P and the seen categories T (the taxonomy's `seen`, read from
+data/taxonomy.json by the configs stage), one of four modes
 draws an allowed set A, always a subset of T (docs/method.md, "Synthetic categorical configs"):
 
 - exact_match:  A = P ∩ T.
@@ -35,7 +36,8 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from cosalign.cosa import schemas, taxonomy
+from cosalign.cosa import schemas
+from cosalign.cosa.taxonomy import PAPER, Taxonomy
 from cosalign.core.io import InputError, ParquetCursor, read_parquet
 from cosalign.core.params import PROTOCOLS
 from cosalign.core.rng import derive_rng
@@ -65,16 +67,16 @@ def validate_protocol(protocol) -> None:
         raise ValueError(f"protocol must be one of {list(PROTOCOLS)}, got {protocol!r}")
 
 
-def trains_under(prompt_categories, protocol: str) -> bool:
+def trains_under(prompt_categories, protocol: str, taxonomy: Taxonomy = PAPER) -> bool:
     """Whether a training prompt with this risk set gets configs: always under `cosalign`; under
     `paper` only when every category is seen (the authors' pairing skips the rest)."""
     validate_protocol(protocol)
-    return protocol == "cosalign" or set(prompt_categories) <= set(taxonomy.SEEN)
+    return protocol == "cosalign" or set(prompt_categories) <= set(taxonomy.seen)
 
 
-def sample_allowed(prompt_categories: list[str], mode: str, rng: np.random.Generator,
-                   protocol: str = "cosalign") -> list[str]:
-    """Draw the allowed set A (subset of taxonomy.SEEN, canonical order) for a prompt risk set P.
+def sample_allowed(prompt_categories: list[str], mode: str, rng: np.random.Generator, *,
+                   protocol: str = "cosalign", taxonomy: Taxonomy = PAPER) -> list[str]:
+    """Draw the allowed set A (subset of `taxonomy.seen`, canonical order) for a prompt risk set P.
 
     `protocol` 'paper' lets superset add zero categories (module docstring).
     """
@@ -82,8 +84,8 @@ def sample_allowed(prompt_categories: list[str], mode: str, rng: np.random.Gener
         raise ValueError(f"unknown config mode {mode!r}; known: {list(MODES)}")
     validate_protocol(protocol)
     prompt = set(taxonomy.canonical_order(prompt_categories))  # also rejects unknown names
-    seen_risks = [c for c in taxonomy.SEEN if c in prompt]
-    rest = [c for c in taxonomy.SEEN if c not in prompt]
+    seen_risks = [c for c in taxonomy.seen if c in prompt]
+    rest = [c for c in taxonomy.seen if c not in prompt]
     if mode == "safe":
         return []
     if mode == "exact_match":
@@ -96,7 +98,7 @@ def sample_allowed(prompt_categories: list[str], mode: str, rng: np.random.Gener
     if not prompt:
         return []
     if not seen_risks:  # only unseen / Other Harms risks: every seen-only set misses one of them
-        return taxonomy.canonical_order(_random_subset(list(taxonomy.SEEN), rng, 0, len(taxonomy.SEEN)))
+        return taxonomy.canonical_order(_random_subset(list(taxonomy.seen), rng, 0, len(taxonomy.seen)))
     kept = _random_subset(seen_risks, rng, 0, len(seen_risks) - 1)
     extra = _random_subset(rest, rng, 0, len(rest))
     return taxonomy.canonical_order(kept + extra)
@@ -170,10 +172,11 @@ def _check_sampling(modes, configs_per_mode) -> None:
         raise ValueError(f"configs_per_mode must be a positive int, got {configs_per_mode!r}")
 
 
-def _prompt_configs(label, modes, configs_per_mode, seed, templates, protocol="cosalign") -> list[dict]:
+def _prompt_configs(label, modes, configs_per_mode, seed, templates, taxonomy: Taxonomy,
+                    protocol="cosalign") -> list[dict]:
     """The config rows of one training label (prompt_id, risk_categories), in output order."""
     rows = []
-    if not trains_under(label.risk_categories, protocol):
+    if not trains_under(label.risk_categories, protocol, taxonomy):
         return rows
     # `cosalign` gives a risk-free prompt one 'safe' config for its three empty modes; the
     # authors draw each mode's config anyway (their share of allow-nothing configs, ~80%).
@@ -187,7 +190,7 @@ def _prompt_configs(label, modes, configs_per_mode, seed, templates, protocol="c
             mode, draws, emitted_safe = "safe", range(1), True
         for k in draws:
             rng = derive_rng(seed, label.prompt_id, mode, k)
-            allowed = sample_allowed(label.risk_categories, mode, rng, protocol)
+            allowed = sample_allowed(label.risk_categories, mode, rng, protocol=protocol, taxonomy=taxonomy)
             template = templates[int(rng.integers(len(templates)))]
             rows.append({
                 "config_id": f"{label.prompt_id}-{mode}-{k}",
@@ -195,7 +198,7 @@ def _prompt_configs(label, modes, configs_per_mode, seed, templates, protocol="c
                 "mode": mode,
                 "allowed_categories": allowed,
                 "template_id": template["id"],
-                "system_prompt": render_config(template, allowed),
+                "system_prompt": render_config(template, allowed, taxonomy),
             })
     return rows
 
@@ -209,10 +212,11 @@ def _configs_frame(rows: list[dict]) -> pd.DataFrame:
 
 def iter_configs(label_chunks, *, modes: list[str], configs_per_mode: int, seed: int,
                  template_kind: str = "train", templates: list[dict] | None = None,
-                 protocol: str = "cosalign"):
+                 protocol: str = "cosalign", taxonomy: Taxonomy = PAPER):
     """Yield the configs (schemas.Configs columns, not yet validated) of each chunk of training
     labels (frames with prompt_id and risk_categories, as _training_labels returns them), sampled
-    under `protocol` ('cosalign' or 'paper', see the module docstring).
+    under `protocol` ('cosalign' or 'paper', see the module docstring), drawn from `taxonomy`'s
+    seen categories and rendered with its descriptions.
 
     Each chunk's frame holds the configs of its prompts in label order, so chunks in prompt_id
     order give sample_configs' order, and a prompt's configs never straddle two frames. Chunks
@@ -227,7 +231,8 @@ def iter_configs(label_chunks, *, modes: list[str], configs_per_mode: int, seed:
     with tqdm(desc="configs", unit="prompt", disable=None) as bar:  # silent when not a TTY
         for labels in label_chunks:
             rows = [row for label in labels.itertuples(index=False)
-                    for row in _prompt_configs(label, modes, configs_per_mode, seed, templates, protocol)]
+                    for row in _prompt_configs(label, modes, configs_per_mode, seed, templates, taxonomy,
+                                               protocol)]
             bar.update(len(labels))
             if rows:
                 yielded = True
@@ -238,7 +243,8 @@ def iter_configs(label_chunks, *, modes: list[str], configs_per_mode: int, seed:
 
 def sample_configs(prompts_df: pd.DataFrame, labels_df: pd.DataFrame, *, modes: list[str],
                    configs_per_mode: int, seed: int, template_kind: str = "train",
-                   templates: list[dict] | None = None, protocol: str = "cosalign") -> pd.DataFrame:
+                   templates: list[dict] | None = None, protocol: str = "cosalign",
+                   taxonomy: Taxonomy = PAPER) -> pd.DataFrame:
     """Sample `configs_per_mode` configs per (training prompt, mode) and render them, in memory
     (the configs stage streams the same rows with training_label_chunks and iter_configs).
 
@@ -256,6 +262,7 @@ def sample_configs(prompts_df: pd.DataFrame, labels_df: pd.DataFrame, *, modes: 
         raise InputError("<prompts>", "missing column", field="prompt_id")
     labels = _training_labels(labels_df.reset_index(drop=True), set(prompts_df["prompt_id"]))
     chunks = iter_configs([labels], modes=modes, configs_per_mode=configs_per_mode, seed=seed,
-                          template_kind=template_kind, templates=templates, protocol=protocol)
+                          template_kind=template_kind, templates=templates, protocol=protocol,
+                          taxonomy=taxonomy)
     out = pd.concat(list(chunks), ignore_index=True)
     return schemas.validate(out, "configs", "<configs>")

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 import pandas as pd
 
 from cosalign.cosa import schemas
+from cosalign.cosa.taxonomy import PAPER, Taxonomy
 from cosalign.core.io import InputError, iter_parquet
 from cosalign.judges.base import make_judge
 from cosalign.core.workqueue import Fingerprint, Retry, iter_batches
@@ -22,9 +23,10 @@ PROMPTS, RESPONSES, JUDGMENTS = "data/prompts.parquet", "data/responses.parquet"
 RESPONSE_COLUMNS = ["response_id", "prompt_id", "response"]  # what judging reads of RESPONSES
 
 
-def label_prompts(prompts: pd.DataFrame, judge_params: dict) -> pd.DataFrame:
-    """data/prompt_labels.parquet: the judge's risk set per prompt, gold kept alongside."""
-    judge = make_judge(judge_params)
+def label_prompts(prompts: pd.DataFrame, judge_params: dict, taxonomy: Taxonomy = PAPER) -> pd.DataFrame:
+    """data/prompt_labels.parquet: the judge's risk set per prompt (labels from `taxonomy`, the
+    taxonomy stage's data/taxonomy.json), gold kept alongside."""
+    judge = make_judge(judge_params, taxonomy)
     verdicts = judge.label_prompts(prompts["prompt"].tolist())
     df = pd.DataFrame({
         "prompt_id": prompts["prompt_id"], "split": prompts["split"],
@@ -36,18 +38,17 @@ def label_prompts(prompts: pd.DataFrame, judge_params: dict) -> pd.DataFrame:
     return schemas.validate(df, "prompt_labels", "data/prompt_labels.parquet")
 
 
-def agreement(labels: pd.DataFrame, split: str = "test") -> dict:
-    """How the judge's labels agree with gold ones on `split`: exact-set match and per-category F1."""
+def agreement(labels: pd.DataFrame, split: str = "test", taxonomy: Taxonomy = PAPER) -> dict:
+    """How the judge's labels agree with gold ones on `split`: exact-set match and F1 per category
+    of `taxonomy`."""
     from sklearn.metrics import f1_score
     from sklearn.preprocessing import MultiLabelBinarizer
-
-    from cosalign.cosa import taxonomy
 
     rows = labels[(labels["split"] == split) & labels["gold_categories"].notna()]
     if rows.empty:
         return {"split": split, "n": 0}
     exact = [set(a) == set(b) for a, b in zip(rows["risk_categories"], rows["gold_categories"])]
-    mlb = MultiLabelBinarizer(classes=list(taxonomy.NAMES))
+    mlb = MultiLabelBinarizer(classes=list(taxonomy.names))
     y_true, y_pred = mlb.fit_transform(rows["gold_categories"]), mlb.transform(rows["risk_categories"])
     f1 = f1_score(y_true, y_pred, average=None, zero_division=0)
     return {
@@ -55,7 +56,7 @@ def agreement(labels: pd.DataFrame, split: str = "test") -> dict:
         "exact_set_match": round(float(sum(exact) / len(exact)), 4),
         "valid_rate": round(float(rows["valid"].mean()), 4),
         "macro_f1": round(float(f1.mean()), 4),
-        "f1_per_category": {n: round(float(v), 4) for n, v in zip(taxonomy.NAMES, f1)},
+        "f1_per_category": {n: round(float(v), 4) for n, v in zip(taxonomy.names, f1)},
     }
 
 
@@ -82,18 +83,23 @@ class ResponseJudging:
     Args: open_responses (returns a fresh iterator of response frames, RESPONSE_COLUMNS at least,
     each time: it is read twice, once for the checkpoint key and once to judge, so the file is
     never held whole), prompt_text (prompt_id -> prompt), judge_params (params.yaml `judge:`),
-    work_batch_size (rows per checkpoint), source (the file named in errors).
+    work_batch_size (rows per checkpoint), source (the file named in errors), taxonomy (the
+    judge's label space: data/taxonomy.json in the pipeline).
     """
 
     def __init__(self, open_responses: Callable[[], Iterable[pd.DataFrame]], prompt_text: Mapping[str, str],
-                 judge_params: dict, work_batch_size: int, source: str = RESPONSES):
+                 judge_params: dict, work_batch_size: int, source: str = RESPONSES,
+                 taxonomy: Taxonomy = PAPER):
         self.open_responses, self.prompt_text, self.source = open_responses, prompt_text, source
+        self.taxonomy = taxonomy
         self.judge_params, self.work_batch_size = judge_params, work_batch_size
         self.rows = self.valid = self.addressed = self.transport_errors = 0
         self._judge = None  # built at the first batch to judge: a fully checkpointed run loads no model
 
     def __iter__(self) -> Iterator[pd.DataFrame]:
-        key = Fingerprint({"judge": self.judge_params, "work_batch_size": self.work_batch_size})
+        # Verdicts depend on the label space too: a checkpoint of another taxonomy is never resumed.
+        key = Fingerprint({"judge": self.judge_params, "work_batch_size": self.work_batch_size,
+                           "taxonomy": self.taxonomy.fingerprint()})
         for items in self._items():
             key.update(items)
         if not key.rows:
@@ -123,7 +129,7 @@ class ResponseJudging:
 
     def _work(self, batch: pd.DataFrame) -> pd.DataFrame | Retry:
         if self._judge is None:
-            self._judge = make_judge(self.judge_params)
+            self._judge = make_judge(self.judge_params, self.taxonomy)
         verdicts = self._judge.judge_responses(list(zip(batch["prompt"], batch["response"])))
         out = pd.DataFrame({
             "response_id": batch["response_id"],
@@ -147,7 +153,7 @@ class ResponseJudging:
         from cosalign.judges.base import DryRun
         from cosalign.judges.estimate import combine
 
-        judge = make_judge(self.judge_params)
+        judge = make_judge(self.judge_params, self.taxonomy)
         parts = [judge.estimate("response", list(zip(frame["prompt"], frame["response"])))
                  for frame in self._items()]
         est = combine(parts) if parts else judge.estimate("response", [])
@@ -168,10 +174,10 @@ class ResponseJudging:
 
 
 def judge_responses(responses: pd.DataFrame, prompts: pd.DataFrame, judge_params: dict,
-                    work_batch_size: int) -> pd.DataFrame:
+                    work_batch_size: int, taxonomy: Taxonomy = PAPER) -> pd.DataFrame:
     """data/judgments.parquet as one validated frame: one verdict per response, in response order
     (`ResponseJudging` over frames already in memory)."""
     run = ResponseJudging(lambda: [responses], dict(zip(prompts["prompt_id"], prompts["prompt"])),
-                          judge_params, work_batch_size)
+                          judge_params, work_batch_size, taxonomy=taxonomy)
     out = pd.concat(list(run), ignore_index=True)
     return schemas.validate(out, "judgments", JUDGMENTS)

@@ -2,7 +2,8 @@
 
 build_pairs: a prompt's valid judged responses form one pool. For each training config of that
 prompt the whole pool is scored under the config's allowed set A with error_score.error_score, after
-collapsing response categories outside the training set T (taxonomy.SEEN) to Other Harms. The pool
+collapsing response categories outside the training set T (the taxonomy's seen categories, from
+data/taxonomy.json in the pipeline) to Other Harms. The pool
 is grouped by (collapsed categories, addressed); one seeded representative stands for each group;
 every two groups with different errors make a pair (lower error = chosen); a pair whose chosen error
 is >= max_chosen_error (beta = 3: the chosen answer would carry a disallowed risk) is dropped.
@@ -32,27 +33,31 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from cosalign.cosa import schemas, error_score, taxonomy
+from cosalign.cosa import schemas, error_score
+from cosalign.cosa.taxonomy import OTHER, PAPER, Taxonomy
 from cosalign.data.configs import CHUNK_PROMPTS, validate_protocol
 from cosalign.core.rng import derive_rng
 from cosalign.core.io import InputError, ParquetCursor
+from cosalign.models.chat import preference_messages
 
+# TRL's conversational preference format first (prompt = [system config, user], chosen / rejected =
+# [assistant], chat_template_kwargs), then the CoSA metadata (arXiv 2410.08968, Sec. 4).
 PAIR_COLUMNS = [
-    "system_prompt", "prompt", "chosen", "rejected", "mode", "allowed_categories",
+    "prompt", "chosen", "rejected", "chat_template_kwargs", "mode", "allowed_categories",
     "prompt_categories", "chosen_categories", "rejected_categories", "chosen_addressed",
     "rejected_addressed", "chosen_error", "rejected_error", "prompt_id", "config_id",
     "chosen_response_id", "rejected_response_id",
 ]
-_STR = ["system_prompt", "prompt", "chosen", "rejected", "mode", "prompt_id", "config_id",
-        "chosen_response_id", "rejected_response_id"]
+_STR = ["mode", "prompt_id", "config_id", "chosen_response_id", "rejected_response_id"]
 _POOL_COLUMNS = ("response_id", "prompt_id", "config_id", "response", "risk_categories", "addressed", "valid")
 _CONFIG_COLUMNS = ("config_id", "prompt_id", "mode", "allowed_categories", "system_prompt")
 
 
-def collapse_categories(categories, training=taxonomy.SEEN) -> list[str]:
-    """Map every category outside the training set to Other Harms; canonical order."""
-    train = set(training)
-    return taxonomy.canonical_order(c if c in train else taxonomy.OTHER for c in categories)
+def collapse_categories(categories, taxonomy: Taxonomy = PAPER, training=None) -> list[str]:
+    """Map every category outside the training set (default: `taxonomy.seen`) to Other Harms;
+    `taxonomy` order."""
+    train = set(taxonomy.seen if training is None else training)
+    return taxonomy.canonical_order(c if c in train else OTHER for c in categories)
 
 
 def _frame(rows: list[dict], columns: list[str]) -> pd.DataFrame:
@@ -68,7 +73,7 @@ def _frame(rows: list[dict], columns: list[str]) -> pd.DataFrame:
     return out
 
 
-def _category_list(value, path, row, field) -> list[str]:
+def _category_list(value, path, row, field, taxonomy: Taxonomy) -> list[str]:
     if isinstance(value, np.ndarray):
         value = value.tolist()
     if not isinstance(value, list):
@@ -85,7 +90,7 @@ def _require(df: pd.DataFrame, columns, path) -> None:
             raise InputError(path, "missing column", field=col)
 
 
-def _pools(pool_df: pd.DataFrame, path="<pool>",
+def _pools(pool_df: pd.DataFrame, taxonomy: Taxonomy, path="<pool>",
            protocol: str = "cosalign") -> dict[str, dict[tuple, list[tuple[str, str]]]]:
     """prompt_id -> {(categories, addressed): [(response_id, response), ...] by id}, the categories
     collapsed (protocol 'cosalign') or as judged ('paper', see the module docstring).
@@ -97,9 +102,9 @@ def _pools(pool_df: pd.DataFrame, path="<pool>",
     for row in pool_df.itertuples():
         if not bool(row.valid):  # an unparseable judgment has no error score: it never pairs
             continue
-        cats = _category_list(row.risk_categories, path, row.Index, "risk_categories")
+        cats = _category_list(row.risk_categories, path, row.Index, "risk_categories", taxonomy)
         if protocol == "cosalign":
-            cats = collapse_categories(cats)
+            cats = collapse_categories(cats, taxonomy)
         key = (tuple(cats), bool(row.addressed))
         pools.setdefault(row.prompt_id, {}).setdefault(key, []).append((row.response_id, row.response))
     for groups in pools.values():
@@ -108,18 +113,18 @@ def _pools(pool_df: pd.DataFrame, path="<pool>",
     return pools
 
 
-def _config_pairs(groups, allowed, prompt_id, config_id, seed, max_chosen_error, max_pairs,
+def _config_pairs(groups, allowed, prompt_id, config_id, seed, max_chosen_error, max_pairs, taxonomy,
                   protocol="cosalign"):
     """The kept (chosen, rejected) group pairs for one config, each as (key, error, (id, text)),
     the key's categories collapsed to Other Harms outside the training set."""
     scored = []
-    for key in sorted(groups, key=lambda k: ([taxonomy.NAMES.index(c) for c in k[0]], k[1])):
+    for key in sorted(groups, key=lambda k: ([taxonomy.names.index(c) for c in k[0]], k[1])):
         members = groups[key]
         rng = derive_rng(seed, "representative", prompt_id, config_id, "|".join(key[0]), key[1])
         rep = members[int(rng.integers(len(members)))]
         if protocol == "paper":  # keyed as judged: collapse here, draw the text per pair below
-            key, rep = (tuple(collapse_categories(key[0])), key[1]), (key, members)
-        scored.append((key, error_score.error_score(key[0], key[1], allowed), rep))
+            key, rep = (tuple(collapse_categories(key[0], taxonomy)), key[1]), (key, members)
+        scored.append((key, error_score.error_score(key[0], key[1], allowed, taxonomy=taxonomy), rep))
     scored.sort(key=lambda g: g[1])  # stable: ties keep the canonical key order
     pairs = []
     for i, low in enumerate(scored):
@@ -153,6 +158,7 @@ class _Batch:
     pools: dict
     text: dict
     risks: dict
+    taxonomy: Taxonomy
     configs_path: str = "<configs>"
 
 
@@ -174,12 +180,13 @@ def _batch_pairs(batch: _Batch, *, seed, max_chosen_error, max_pairs_per_config,
             if pid not in table:
                 raise InputError(batch.configs_path, f"prompt_id {pid!r} has no {name} in the prompt table",
                                  row=row, field="prompt_id")
-        allowed = _category_list(cfg["allowed_categories"], batch.configs_path, row, "allowed_categories")
+        allowed = _category_list(cfg["allowed_categories"], batch.configs_path, row, "allowed_categories",
+                                 batch.taxonomy)
         for low, high in _config_pairs(groups, allowed, pid, cfg["config_id"], seed,
-                                       max_chosen_error, max_pairs_per_config, protocol):
+                                       max_chosen_error, max_pairs_per_config, batch.taxonomy, protocol):
             rows.append({
-                "system_prompt": cfg["system_prompt"], "prompt": batch.text[pid],
-                "chosen": low[2][1], "rejected": high[2][1], "mode": cfg["mode"],
+                **preference_messages(cfg["system_prompt"], batch.text[pid], low[2][1], high[2][1]),
+                "mode": cfg["mode"],
                 "allowed_categories": list(allowed), "prompt_categories": list(batch.risks[pid]),
                 "chosen_categories": list(low[0][0]), "rejected_categories": list(high[0][0]),
                 "chosen_addressed": low[0][1], "rejected_addressed": high[0][1],
@@ -195,16 +202,17 @@ def _check_cap(name: str, value) -> None:
         raise ValueError(f"{name} must be a positive int or None, got {value!r}")
 
 
-def _risks(labels: pd.DataFrame, path) -> dict:
+def _risks(labels: pd.DataFrame, path, taxonomy: Taxonomy) -> dict:
     """prompt_id -> labelled risk set; an error names `path` and the row as labels' index label."""
-    return {pid: _category_list(v, path, row, "risk_categories")
+    return {pid: _category_list(v, path, row, "risk_categories", taxonomy)
             for row, pid, v in zip(labels.index, labels["prompt_id"], labels["risk_categories"])}
 
 
 def build_pairs(pool_df: pd.DataFrame, configs_df: pd.DataFrame, prompts_df: pd.DataFrame, *,
                 seed: int, max_chosen_error: float = error_score.BETA,
                 max_pairs_per_config: int | None = None,
-                labels_df: pd.DataFrame | None = None, protocol: str = "cosalign") -> pd.DataFrame:
+                labels_df: pd.DataFrame | None = None, protocol: str = "cosalign",
+                taxonomy: Taxonomy = PAPER) -> pd.DataFrame:
     """Error-scored preference pairs for every config in configs_df (a schemas.Preferences frame),
     in memory (the preferences stage streams the same rows from its files with iter_pairs).
 
@@ -213,7 +221,8 @@ def build_pairs(pool_df: pd.DataFrame, configs_df: pd.DataFrame, prompts_df: pd.
     configs_df (schemas.Configs); prompts_df (prompt_id, prompt and, unless labels_df is given,
     risk_categories: the prompt's labelled risk set); max_pairs_per_config keeps a seeded subset;
     max_chosen_error may only tighten beta (schemas.Preferences requires chosen_error < 3);
-    protocol 'cosalign' or 'paper' (module docstring).
+    protocol 'cosalign' or 'paper' (module docstring); taxonomy: the categories, their order and the
+    training set T (data/taxonomy.json).
     Returns: PAIR_COLUMNS, sorted by prompt_id, config_id, then chosen error ascending.
     """
     _check_cap("max_pairs_per_config", max_pairs_per_config)
@@ -225,9 +234,10 @@ def build_pairs(pool_df: pd.DataFrame, configs_df: pd.DataFrame, prompts_df: pd.
     _require(configs_df, _CONFIG_COLUMNS, "<configs>")
     _require(pool_df, _POOL_COLUMNS, "<pool>")
     text = dict(zip(prompts_df["prompt_id"], prompts_df["prompt"]))
-    risks = _risks(labels.reset_index(drop=True), label_path)
+    risks = _risks(labels.reset_index(drop=True), label_path, taxonomy)
     batch = _Batch(configs=configs_df.reset_index(drop=True),
-                   pools=_pools(pool_df.reset_index(drop=True), protocol=protocol), text=text, risks=risks)
+                   pools=_pools(pool_df.reset_index(drop=True), taxonomy, protocol=protocol),
+                   text=text, risks=risks, taxonomy=taxonomy)
     out = _batch_pairs(batch, seed=seed, max_chosen_error=max_chosen_error,
                        max_pairs_per_config=max_pairs_per_config, protocol=protocol)
     return schemas.validate(out, "preferences", "<preferences>")
@@ -276,7 +286,7 @@ def _rows_of(cursor: ParquetCursor, last, ids: set) -> pd.DataFrame:
     return rows
 
 
-def _file_batches(inputs: PairInputs, chunk_prompts: int, protocol: str = "cosalign"):
+def _file_batches(inputs: PairInputs, chunk_prompts: int, taxonomy: Taxonomy, protocol: str = "cosalign"):
     """Open the inputs (a missing file or column fails here) and return a generator of one _Batch
     per `chunk_prompts` prompts of configs, each reading only its prompts' rows of the other files."""
     rows = chunk_prompts * 4  # configs and responses have a few rows per prompt (4 modes, samples)
@@ -293,11 +303,11 @@ def _file_batches(inputs: PairInputs, chunk_prompts: int, protocol: str = "cosal
         while len(cfgs := configs.next_groups(chunk_prompts)):
             last, ids = cfgs["prompt_id"].iat[-1], set(cfgs["prompt_id"])
             pool = _judged(responses.until(last), judgments, inputs)
-            pools = _pools(pool[pool["prompt_id"].isin(ids)], inputs.judgments, protocol)
+            pools = _pools(pool[pool["prompt_id"].isin(ids)], taxonomy, inputs.judgments, protocol)
             text = _rows_of(prompts, last, set(pools))
             yield _Batch(configs=cfgs, pools=pools, text=dict(zip(text["prompt_id"], text["prompt"])),
-                         risks=_risks(_rows_of(labels, last, set(pools)), inputs.labels),
-                         configs_path=inputs.configs)
+                         risks=_risks(_rows_of(labels, last, set(pools)), inputs.labels, taxonomy),
+                         taxonomy=taxonomy, configs_path=inputs.configs)
         responses.drain()  # a response out of order past the last config would otherwise be missed
 
     return batches()
@@ -305,7 +315,7 @@ def _file_batches(inputs: PairInputs, chunk_prompts: int, protocol: str = "cosal
 
 def iter_pairs(inputs: PairInputs = PairInputs(), *, seed: int, max_chosen_error: float = error_score.BETA,
                max_pairs_per_config: int | None = None, chunk_prompts: int = CHUNK_PROMPTS,
-               protocol: str = "cosalign"):
+               protocol: str = "cosalign", taxonomy: Taxonomy = PAPER):
     """Yield build_pairs' rows (not yet validated) from the stage's files, one frame per
     `chunk_prompts` prompts of configs, reading only the columns pairing needs.
 
@@ -317,7 +327,7 @@ def iter_pairs(inputs: PairInputs = PairInputs(), *, seed: int, max_chosen_error
     _check_cap("max_pairs_per_config", max_pairs_per_config)
     validate_protocol(protocol)
     yielded = False
-    batches = _file_batches(inputs, chunk_prompts, protocol)
+    batches = _file_batches(inputs, chunk_prompts, taxonomy, protocol)
     for batch in tqdm(batches, desc="pairing", unit="chunk", disable=None):
         out = _batch_pairs(batch, seed=seed, max_chosen_error=max_chosen_error,
                            max_pairs_per_config=max_pairs_per_config, protocol=protocol)
@@ -361,16 +371,46 @@ def sample_pairs(chunks, *, max_pairs: int, seed: int) -> pd.DataFrame:
     return _frame([row for _, _, row in kept], columns or PAIR_COLUMNS)
 
 
-def pairs_for_sft(pref_df: pd.DataFrame) -> pd.DataFrame:
-    """One row per unique (system_prompt, prompt): the lowest chosen_error, ties to the first row.
+def _prompt_key(prompt_msgs) -> tuple:
+    return tuple((m["role"], m["content"]) for m in prompt_msgs)
 
-    Rows come out in the order each (system_prompt, prompt) first appears; index reset.
+
+def pairs_for_sft(pref_df: pd.DataFrame) -> pd.DataFrame:
+    """One row per unique conversational prompt (config + user turn): the lowest chosen_error,
+    ties to the first row.
+
+    Rows come out in the order each prompt first appears; index reset.
     """
     df = pref_df.reset_index(drop=True)
-    first_seen = df.groupby(["system_prompt", "prompt"], sort=False).ngroup()
+    key = pd.Series([_prompt_key(p) for p in df["prompt"]], index=df.index)
+    first_seen = key.groupby(key, sort=False).ngroup()
     best = df.assign(_group=first_seen).sort_values(["_group", "chosen_error"], kind="stable")
     best = best.drop_duplicates("_group", keep="first")
     return best.drop(columns="_group").reset_index(drop=True)
+
+
+SFT_COLUMNS = ["prompt", "completion", "chat_template_kwargs", "mode", "allowed_categories",
+               "prompt_categories", "completion_categories", "completion_addressed", "completion_error",
+               "prompt_id", "config_id", "response_id"]
+
+
+def sft_view(pref_df: pd.DataFrame) -> pd.DataFrame:
+    """The SFT rows of a preferences frame in TRL's conversational prompt-completion format.
+
+    Per prompt (pairs_for_sft) the best chosen answer becomes `completion`, so TRL's
+    completion_only_loss puts the loss on the answer only; metadata columns are renamed from
+    chosen_* to completion_*. Published as the `sft` config of NS/cosalign-preferences.
+    """
+    best = pairs_for_sft(pref_df)
+    out = pd.DataFrame({
+        "prompt": best["prompt"], "completion": best["chosen"],
+        "chat_template_kwargs": best["chat_template_kwargs"], "mode": best["mode"],
+        "allowed_categories": best["allowed_categories"], "prompt_categories": best["prompt_categories"],
+        "completion_categories": best["chosen_categories"], "completion_addressed": best["chosen_addressed"],
+        "completion_error": best["chosen_error"]})
+    for col, src in (("prompt_id", "prompt_id"), ("config_id", "config_id"), ("response_id", "chosen_response_id")):
+        out[col] = best[src].astype(str) if src in best else ""
+    return out[SFT_COLUMNS]
 
 
 # --- microsoft/CoSAlign-Train -------------------------------------------------------------------
@@ -380,7 +420,7 @@ def _key(text: str) -> str:
     return re.sub(r"[^a-z0-9]", "", text.lower())
 
 
-_BY_KEY = {_key(n): n for n in taxonomy.NAMES}
+_BY_KEY = {_key(n): n for n in PAPER.names}  # the release uses the paper's eight categories
 _NONE_KEYS = {"", "none"}
 
 
@@ -405,7 +445,7 @@ def decode_categories(text: str) -> tuple[str, ...]:
                 break
         else:
             raise ValueError(f"cannot decode {tokens[i]!r} in {text!r} as a taxonomy category")
-    return tuple(taxonomy.canonical_order(names))
+    return tuple(PAPER.canonical_order(names))
 
 
 def decode_response_category(value) -> tuple[tuple[str, ...], bool]:
@@ -437,7 +477,7 @@ def import_cosalign_train(df: pd.DataFrame, *, path="<CoSAlign-Train>", on_misma
     """Map microsoft/CoSAlign-Train rows onto schemas.Preferences (PAIR_COLUMNS plus the released scores).
 
     spec_i -> allowed_categories, spec_j -> prompt_categories (as released), chosen_cat /
-    rejected_cat -> categories (collapsed to Other Harms outside taxonomy.SEEN, as the authors did
+    rejected_cat -> categories (collapsed to Other Harms outside the paper's seen categories, as the authors did
     when scoring) and addressed. Errors are recomputed with error_score.error_score and compared with the
     released ones (kept as released_chosen_error / released_rejected_error): a difference above
     `tolerance` raises InputError (on_mismatch='raise') or keeps the recomputed value
@@ -464,13 +504,13 @@ def import_cosalign_train(df: pd.DataFrame, *, path="<CoSAlign-Train>", on_misma
         if mode not in schemas.MODES:
             raise InputError(path, f"unknown mode {mode!r}; known: {list(schemas.MODES)}",
                              row=i, field="mode")
-        chosen_cats, rejected_cats = collapse_categories(chosen_cats), collapse_categories(rejected_cats)
+        chosen_cats, rejected_cats = collapse_categories(chosen_cats, PAPER), collapse_categories(rejected_cats, PAPER)
         errors = {}
         for side, cats, addr in (("chosen", chosen_cats, chosen_addr),
                                  ("rejected", rejected_cats, rejected_addr)):
             field = f"{side}_category_error_score"
             released = decode(field, float)
-            errors[side] = error_score.error_score(cats, addr, allowed)
+            errors[side] = error_score.error_score(cats, addr, allowed, taxonomy=PAPER)
             errors["released_" + side] = released
             if not abs(released - errors[side]) <= tolerance:
                 if on_mismatch == "raise":
@@ -486,8 +526,8 @@ def import_cosalign_train(df: pd.DataFrame, *, path="<CoSAlign-Train>", on_misma
             dropped += 1
             continue
         rows.append({
-            "system_prompt": str(row["system_prompt"]), "prompt": str(row["prompt"]),
-            "chosen": str(row["chosen_response"]), "rejected": str(row["rejected_response"]),
+            **preference_messages(str(row["system_prompt"]), str(row["prompt"]),
+                                  str(row["chosen_response"]), str(row["rejected_response"])),
             "mode": mode, "allowed_categories": allowed, "prompt_categories": prompt_cats,
             "chosen_categories": chosen_cats, "rejected_categories": rejected_cats,
             "chosen_addressed": chosen_addr, "rejected_addressed": rejected_addr,

@@ -13,7 +13,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from cosalign.cosa import schemas, taxonomy
+from cosalign.cosa import schemas
+# Gold labels name the paper's categories: this stage runs before the taxonomy stage (which
+# clusters its prompts), so no added category can be in them.
+from cosalign.cosa.taxonomy import PAPER
 from cosalign.core.io import InputError, read_table
 from cosalign.core.params import require
 from cosalign.data.splits import split_of
@@ -40,10 +43,10 @@ def _gold(value, path, row, field="gold_categories"):
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise InputError(path, f"must be a list of category names, got {value!r}",
                          row=row, field=field)
-    unknown = [v for v in value if v not in taxonomy.BY_NAME]
+    unknown = [v for v in value if v not in PAPER.by_name]
     if unknown:
         raise InputError(path, f"unknown category {unknown[0]!r}", row=row, field=field)
-    return taxonomy.canonical_order(value)
+    return PAPER.canonical_order(value)
 
 
 def check_rows(df: pd.DataFrame, path: Path, *, id_column: str | None, prompt_column: str,

@@ -1,9 +1,13 @@
-"""The taxonomy stage: the paper's 8 categories, plus the clustering that would derive them.
+"""The taxonomy stage: the risk taxonomy every later stage reads, plus the clustering that would
+derive it.
 
-As in the paper, prompts are embedded and clustered; each cluster is mapped to the category whose
-description it is closest to, or reported as a candidate new category (with its top terms and
-examples) when nothing is close. The clusters are a report for human review: the taxonomy used
-downstream is the 8 categories plus any that params explicitly add after that review.
+The taxonomy is `cosalign.cosa.taxonomy.build(extra_categories, descriptions)`: the paper's eight
+categories (CoSA paper, arXiv 2410.08968, Sec. 4.1), any categories params add after reviewing the
+clusters (before Other Harms, in params order), with descriptions overridden by
+`taxonomy.descriptions`. As in the paper, prompts are embedded and clustered; each cluster is
+mapped to the category of THIS taxonomy whose description it is closest to, or reported as a
+candidate new category (with its top terms and examples) when nothing is close. The clusters are a
+report for human review.
 """
 
 from __future__ import annotations
@@ -53,14 +57,20 @@ def top_terms(texts: list[str], labels: np.ndarray, k: int = 6) -> dict[int, lis
     return out
 
 
-def derive_taxonomy(prompts: pd.DataFrame, p: dict) -> dict:
-    """Build data/taxonomy.json from the prompts and the `taxonomy` params section."""
+def derive_taxonomy(prompts: pd.DataFrame, p: dict, tax: taxonomy.Taxonomy | None = None) -> dict:
+    """Build data/taxonomy.json from the prompts and the `taxonomy` params section.
+
+    `tax` is the taxonomy built from the section (default: `taxonomy.build` of its
+    extra_categories and descriptions, whose errors name the params key at fault).
+    """
+    if tax is None:
+        tax = taxonomy.build(p.get("extra_categories"), p.get("descriptions"))
     texts = prompts["prompt"].tolist()
     emb = p["embedder"]
     vectors = embed(texts, name=emb["name"], model=emb.get("model"), batch_size=emb.get("batch_size", 64),
                     base_url=emb.get("base_url"), api_key_env=emb.get("api_key_env", "OPENAI_API_KEY"))
-    names = [c.name for c in taxonomy.CATEGORIES]
-    anchors = embed([f"{c.name}: {c.description}" for c in taxonomy.CATEGORIES], name=emb["name"],
+    names = list(tax.names)
+    anchors = embed([f"{c.name}: {c.description}" for c in tax.categories], name=emb["name"],
                     model=emb.get("model"), base_url=emb.get("base_url"),
                     api_key_env=emb.get("api_key_env", "OPENAI_API_KEY"))
     labels = cluster(vectors, method=p["method"], seed=p["seed"], n_clusters=p["n_clusters"],
@@ -86,14 +96,10 @@ def derive_taxonomy(prompts: pd.DataFrame, p: dict) -> dict:
             candidates.append(entry["cluster"])
         clusters.append(entry)
     clusters.sort(key=lambda e: (-e["size"], e["cluster"]))
-    categories = taxonomy.categories_as_dicts()
-    for extra in p.get("extra_categories") or []:  # added by hand after reviewing the clusters
-        categories.append({"name": extra["name"], "description": extra["description"],
-                           "seen": bool(extra.get("seen", False)), "allowable": True})
     n_noise = int((labels == -1).sum())
     return {
         "version": 1,
-        "categories": categories,
+        "categories": tax.as_dicts(),
         "derivation": {
             "n_prompts": len(texts), "embedder": emb["name"], "method": p["method"],
             "n_clusters": len(clusters), "noise_prompts": n_noise,

@@ -7,6 +7,9 @@ system_prompt, prompt_id, prompt, plus the benchmark's own extra columns (situat
 
 Loaders:
 - heldout: test-split rows of data/prompts.parquet under the YAML's categorical configs.
+
+Category names, their order, the seen set (config_set) and the descriptions that configs render
+come from the `taxonomy` argument (data/taxonomy.json in the pipeline).
 - hub_categorical (CoSAlign-Test): `datasets.load_dataset(id_or_path, hub_config, revision=...)`;
   one split per config, the allowed set decoded from the split name (decode_split_name).
 - hub_freeform (CoSApien): same loading; one split per free-form config whose text is a column.
@@ -24,7 +27,7 @@ import pandas as pd
 import yaml
 
 from cosalign.data import configs as configs_mod
-from cosalign.cosa import taxonomy
+from cosalign.cosa.taxonomy import PAPER, Taxonomy
 from cosalign.core.io import InputError
 from cosalign.core.rng import derive_rng
 from cosalign.cosa import config_text
@@ -44,8 +47,9 @@ def available() -> list[str]:
     return sorted(p.stem for p in _resource_dir().glob("*.yaml"))
 
 
-def load_spec(name: str, path: str | Path | None = None) -> dict:
-    """The YAML definition of benchmark `name` (or the file at `path`), checked."""
+def load_spec(name: str, path: str | Path | None = None, taxonomy: Taxonomy = PAPER) -> dict:
+    """The YAML definition of benchmark `name` (or the file at `path`), checked (a heldout
+    config's categories against `taxonomy`)."""
     path = Path(path) if path is not None else _resource_dir() / f"{name}.yaml"
     if not path.exists():
         raise InputError(path, f"unknown benchmark {name!r}; known: {available()}")
@@ -74,10 +78,11 @@ def _tokens(text: str) -> tuple[str, ...]:
     return tuple(t for t in re.split(r"[^0-9a-z]+", text.lower()) if t)
 
 
-_NAME_TOKENS = sorted(((_tokens(n), n) for n in taxonomy.NAMES), key=lambda p: -len(p[0]))
+def _name_tokens(taxonomy: Taxonomy) -> list[tuple[tuple[str, ...], str]]:
+    return sorted(((_tokens(n), n) for n in taxonomy.names), key=lambda p: -len(p[0]))
 
 
-def decode_split_name(split: str, no_risk_splits=("safe",)) -> list[str]:
+def decode_split_name(split: str, no_risk_splits=("safe",), taxonomy: Taxonomy = PAPER) -> list[str]:
     """The allowed categories a CoSAlign-Test split name encodes, in taxonomy order.
 
     The Hub joins categories with '.' but also turned the '-' inside "Drug-Related" into '.', so
@@ -86,23 +91,23 @@ def decode_split_name(split: str, no_risk_splits=("safe",)) -> list[str]:
     """
     if split in no_risk_splits:
         return []
-    words, i, found = _tokens(split), 0, []
+    words, i, found, name_tokens = _tokens(split), 0, [], _name_tokens(taxonomy)
     while i < len(words):
-        match = next((n for toks, n in _NAME_TOKENS if words[i:i + len(toks)] == toks), None)
+        match = next((n for toks, n in name_tokens if words[i:i + len(toks)] == toks), None)
         if match is None:
             raise ValueError(f"split name {split!r}: no risk category matches at "
                              f"{'_'.join(words[i:])!r}")
         found.append(match)
         i += len(_tokens(match))
-    bad = [n for n in found if n not in taxonomy.ALLOWABLE]
+    bad = [n for n in found if n not in taxonomy.allowable]
     if bad:
         raise ValueError(f"split name {split!r} allows {bad}, which no config may allow")
     return taxonomy.canonical_order(found)
 
 
-def config_set_of(allowed) -> str:
+def config_set_of(allowed, taxonomy: Taxonomy = PAPER) -> str:
     """'unseen' when any allowed category was never allowed in training, else 'seen'."""
-    return "unseen" if any(c not in taxonomy.SEEN for c in allowed) else "seen"
+    return "unseen" if any(c not in taxonomy.seen for c in allowed) else "seen"
 
 
 # -- loaders ----------------------------------------------------------------------------------
@@ -126,7 +131,7 @@ def _heldout_bucket(gold, allowed: set[str]) -> str:
     return "partial" if allow else "disallowed"
 
 
-def _load_heldout(spec: dict, prompts_df: pd.DataFrame, k, seed: int) -> pd.DataFrame:
+def _load_heldout(spec: dict, prompts_df: pd.DataFrame, k, seed: int, taxonomy: Taxonomy) -> pd.DataFrame:
     if prompts_df is None:
         raise ValueError("the heldout benchmark needs prompts_df (data/prompts.parquet)")
     for col in ("prompt_id", "prompt", "split", "gold_categories"):
@@ -152,9 +157,9 @@ def _load_heldout(spec: dict, prompts_df: pd.DataFrame, k, seed: int) -> pd.Data
                 if buckets[b] and (not k or len(picked) < k):
                     picked.append((b, buckets[b].pop(0)))
         for bucket, r in picked:
-            rows.append({"config_id": cfg["id"], "config_set": config_set_of(allowed),
+            rows.append({"config_id": cfg["id"], "config_set": config_set_of(allowed, taxonomy),
                          "allowed_categories": allowed, "template_id": template["id"],
-                         "system_prompt": config_text.render_config(template, allowed),
+                         "system_prompt": config_text.render_config(template, allowed, taxonomy),
                          "prompt_id": r.prompt_id, "prompt": r.prompt, "situation": bucket})
     return pd.DataFrame(rows)
 
@@ -197,7 +202,7 @@ def _columns(frame: pd.DataFrame, wanted: list[str], source: str, split: str) ->
                                      f"(columns: {list(frame.columns)})", field=col)
 
 
-def _load_hub_categorical(spec, source, revision, k, seed, cache_dir) -> pd.DataFrame:
+def _load_hub_categorical(spec, source, revision, k, seed, cache_dir, taxonomy: Taxonomy) -> pd.DataFrame:
     cols = spec.get("columns", {})
     pcol, keep = cols.get("prompt", "prompt"), list(cols.get("keep", []))
     templates = config_text.load_templates(spec.get("templates", "heldout"))
@@ -205,21 +210,21 @@ def _load_hub_categorical(spec, source, revision, k, seed, cache_dir) -> pd.Data
     for ci, (_, split, frame) in enumerate(_load_hub(spec, source, revision, cache_dir)):
         _columns(frame, [pcol] + keep, source, split)
         try:
-            allowed = decode_split_name(split, tuple(spec.get("no_risk_splits", ["safe"])))
+            allowed = decode_split_name(split, tuple(spec.get("no_risk_splits", ["safe"])), taxonomy)
         except ValueError as exc:
             raise InputError(source, str(exc), field="split") from None
         template = templates[ci % len(templates)]
-        text = config_text.render_config(template, allowed)
+        text = config_text.render_config(template, allowed, taxonomy)
         for i in _pick(len(frame), k, seed, spec["name"], split):
             rec = frame.iloc[i]
-            rows.append({"config_id": split, "config_set": config_set_of(allowed),
+            rows.append({"config_id": split, "config_set": config_set_of(allowed, taxonomy),
                          "allowed_categories": allowed, "template_id": template["id"],
                          "system_prompt": text, "prompt_id": f"{split}-{i}",
                          "prompt": str(rec[pcol]), **{c: _plain(rec[c]) for c in keep}})
     return pd.DataFrame(rows)
 
 
-def _load_hub_freeform(spec, source, revision, k, seed, cache_dir) -> pd.DataFrame:
+def _load_hub_freeform(spec, source, revision, k, seed, cache_dir, taxonomy: Taxonomy) -> pd.DataFrame:
     cols = spec.get("columns", {})
     pcol, tcol = cols.get("prompt", "prompt"), cols.get("config_text", "scenario")
     keep = list(cols.get("keep", []))
@@ -250,26 +255,28 @@ def _plain(value):
 def load_benchmark(name: str, *, path_or_id: str | None = None, revision: str | None = None,
                    prompts_per_config: int | None = None, seed: int = 0,
                    prompts_df: pd.DataFrame | None = None, config_ids=None,
-                   cache_dir: str | Path | None = None, spec_path: str | Path | None = None) -> pd.DataFrame:
+                   cache_dir: str | Path | None = None, spec_path: str | Path | None = None,
+                   taxonomy: Taxonomy = PAPER) -> pd.DataFrame:
     """Load benchmark `name` as one row per (config, prompt) (columns: see module docstring).
 
     Args: path_or_id: Hub id or local directory (default: the YAML's hub_id); revision: commit,
     tag or branch for Hub loads (default: the YAML's revision); prompts_per_config: keep at most
     this many prompts per config (None/0 = all), drawn with `seed`; prompts_df: data/prompts.parquet
-    (heldout only); config_ids: keep only these configs (unknown ids raise).
+    (heldout only); config_ids: keep only these configs (unknown ids raise); taxonomy: the
+    categories configs use (data/taxonomy.json in the pipeline).
     """
-    spec = load_spec(name, spec_path)
+    spec = load_spec(name, spec_path, taxonomy)
     if prompts_per_config is not None and (isinstance(prompts_per_config, bool)
                                            or not isinstance(prompts_per_config, int)
                                            or prompts_per_config < 0):
         raise ValueError(f"prompts_per_config must be a non-negative int, got {prompts_per_config!r}")
     if spec["loader"] == "heldout":
-        df, rev = _load_heldout(spec, prompts_df, prompts_per_config, seed), "data/prompts.parquet"
+        df, rev = _load_heldout(spec, prompts_df, prompts_per_config, seed, taxonomy), "data/prompts.parquet"
     else:
         source = str(path_or_id or spec["hub_id"])
         revision = revision or spec.get("revision")
         load = _load_hub_categorical if spec["loader"] == "hub_categorical" else _load_hub_freeform
-        df = load(spec, source, revision, prompts_per_config, seed, cache_dir)
+        df = load(spec, source, revision, prompts_per_config, seed, cache_dir, taxonomy)
         rev = _resolved_revision(source, revision)
     if df.empty:
         raise InputError(path_or_id or name, "benchmark has no items")

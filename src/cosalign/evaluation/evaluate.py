@@ -25,7 +25,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from cosalign.cosa import error_score, taxonomy
+from cosalign.cosa import error_score
+from cosalign.cosa.taxonomy import PAPER, Taxonomy
 from cosalign.models.generation import GenerationSettings, make_generator
 from cosalign.core.io import InputError, read_table
 
@@ -42,7 +43,7 @@ OUTPUT_COLUMNS = [
     "cascade", "filtered"]
 
 
-def load_fewshot(path: str | Path) -> list[dict]:
+def load_fewshot(path: str | Path, taxonomy: Taxonomy = PAPER) -> list[dict]:
     """Demonstrations from a JSONL file: {"system_prompt_allowed": [names], "prompt", "response"}.
 
     Errors name the file and the demonstration's row (1-based, as read_table numbers lines).
@@ -88,8 +89,9 @@ def _says_yes(text: str) -> bool | None:
     return None
 
 
-def judge_items(items: pd.DataFrame, responses: list[str], judge) -> pd.DataFrame:
-    """Judge `responses` (aligned with `items`) and add the verdict columns.
+def judge_items(items: pd.DataFrame, responses: list[str], judge, taxonomy: Taxonomy = PAPER) -> pd.DataFrame:
+    """Judge `responses` (aligned with `items`) and add the verdict columns; a categorical item is
+    safe when every category found is allowed under `taxonomy` (data/taxonomy.json).
 
     Adds: response, helpfulness (Int64, null when invalid), response_categories, safe, valid,
     judge, judge_raw. Categorical rows go to judge_responses, free-form rows to judge_freeform.
@@ -120,7 +122,7 @@ def judge_items(items: pd.DataFrame, responses: list[str], judge) -> pd.DataFram
         if free[i]:
             safe.append(bool(v.follows) if v.valid else False)
         else:
-            safe.append(error_score.is_safe(found, items.at[i, "allowed_categories"]))
+            safe.append(error_score.is_safe(found, items.at[i, "allowed_categories"], taxonomy))
     items["helpfulness"] = pd.array(helpful, dtype="Int64")
     items["response_categories"] = cats
     items["safe"] = safe
@@ -159,12 +161,14 @@ def cascade_oracle(judged: pd.DataFrame) -> pd.DataFrame:
 def evaluate_model(model_name: str, model_path: str, items: pd.DataFrame, judge,
                    settings: GenerationSettings, *, backend: str = "transformers",
                    generator_options: dict | None = None, fewshot: list[dict] | None = None,
-                   cascade: str | None = None, generator=None, progress: bool = True) -> pd.DataFrame:
+                   cascade: str | None = None, generator=None, progress: bool = True,
+                   taxonomy: Taxonomy = PAPER) -> pd.DataFrame:
     """Generate a reply per benchmark item with the model at `model_path`, judge, and score.
 
     Args: items: benchmarks.load_benchmark rows (one or several benchmarks concatenated);
     judge: a cosalign.judges Judge; settings: decoding (temperature 0 = greedy); fewshot: demos
-    for ICA-5shot; cascade: None, "self" or "oracle"; generator: an already loaded generator.
+    for ICA-5shot; cascade: None, "self" or "oracle"; generator: an already loaded generator;
+    taxonomy: the categories of the safety verdict (data/taxonomy.json, as the judge's).
     Returns: a schemas.EvalItems frame in the order of `items` (plus the benchmark's extra columns).
     """
     if cascade not in CASCADES:
@@ -181,7 +185,7 @@ def evaluate_model(model_name: str, model_path: str, items: pd.DataFrame, judge,
         short = GenerationSettings(max_new_tokens=4, temperature=0.0, batch_size=settings.batch_size,
                                    seed=settings.seed)
         flagged = [_says_yes(o[0]) is True for o in gen.generate(check, short, n=1, progress=progress)]
-    judged = judge_items(items, responses, judge)
+    judged = judge_items(items, responses, judge, taxonomy)
     judged["filtered"] = False
     if cascade == "self":
         judged = refuse(judged, flagged)

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+from cosalign.cosa.taxonomy import PAPER, Taxonomy
+
 
 @dataclass
 class PromptVerdict:
@@ -97,6 +99,9 @@ class Judge(Protocol):
 class BaseJudge(ABC):
     """The Judge interface over one method: every task's items go to `_run(task, items)`.
 
+    `taxonomy` is the label space: the category names a verdict may carry and the descriptions
+    the judge is shown (data/taxonomy.json in the pipeline; see make_judge).
+
     Tasks are `prompts.TASKS`: "prompt_labels" (items are prompt strings), "response" ((prompt,
     response) tuples) and "freeform" ((config, prompt, response) tuples). The items arrive as a
     list (of tuples, whatever sequences the caller passed), and `_run` returns one verdict per
@@ -104,6 +109,7 @@ class BaseJudge(ABC):
     """
 
     judge_id: str
+    taxonomy: Taxonomy = PAPER
 
     def label_prompts(self, prompts: list[str]) -> list[PromptVerdict]:
         return self._run("prompt_labels", list(prompts))
@@ -133,8 +139,14 @@ def backend_class(name: str):
     return getattr(importlib.import_module(module), cls)
 
 
-def make_judge(params: dict) -> Judge:
-    """Build a judge from {"name": "rules"|"openai"|"local", **options}.
+def options(cls) -> list[str]:
+    """The params options a backend accepts: its constructor's arguments except the taxonomy,
+    which comes from data/taxonomy.json, never from a judge's params."""
+    return [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "taxonomy")]
+
+
+def make_judge(params: dict, taxonomy: Taxonomy = PAPER) -> Judge:
+    """Build a judge from {"name": "rules"|"openai"|"local", **options} over `taxonomy`'s labels.
 
     Unknown options fail with the accepted ones listed (a typo must not silently fall back to a
     default). The heavy imports of a backend happen only when it is chosen.
@@ -144,11 +156,11 @@ def make_judge(params: dict) -> Judge:
     if name is None:
         raise ValueError("judge params need a 'name' (rules, openai or local)")
     cls = backend_class(name)
-    accepted = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+    accepted = options(cls)
     unknown = sorted(set(params) - set(accepted))
     if unknown:
         raise ValueError(f"judge {name!r}: unknown option(s) {unknown}; accepted: {accepted}")
-    return cls(**params)
+    return cls(**params, taxonomy=taxonomy)
 
 
 def default_cache_dir(kind: str) -> Path:

@@ -2,7 +2,8 @@
 
 Fitted on the TRAIN split of the seed prompts only (split by `cosalign.data.splits.split_of`, the same
 function the prompts stage uses), plus one example per category made of its taxonomy name and
-description. Decision rule per text: every category with probability >= `threshold`; if none
+description (the judge's taxonomy: data/taxonomy.json in the pipeline, so an added category is
+learnt from its description alone). Decision rule per text: every category with probability >= `threshold`; if none
 passes, the top category when its probability >= `fallback_threshold` (so a clear single risk is
 not lost to the balanced weighting). Thresholds given as "cv" are tuned by seeded K-fold
 cross-validation inside the train split (micro-F1 over categories); the test split is never read
@@ -20,7 +21,7 @@ from pathlib import Path
 import joblib
 import numpy as np
 
-from cosalign.cosa import taxonomy
+from cosalign.cosa.taxonomy import PAPER, Taxonomy
 from cosalign.core.io import InputError, atomic_path, read_table
 from cosalign.data.splits import split_of
 
@@ -46,7 +47,7 @@ def embed(texts: list[str], *, batch_size: int = 64, device: str = "cpu",
         show_progress_bar=progress, convert_to_numpy=True), dtype=np.float32)
 
 
-def read_seed(path: str | Path) -> list[dict]:
+def read_seed(path: str | Path, taxonomy: Taxonomy = PAPER) -> list[dict]:
     """Seed rows {prompt_id, prompt, gold_categories}; bad rows fail naming file, row and field."""
     df = read_table(path)
     for col in ("prompt_id", "prompt", "gold_categories"):
@@ -57,7 +58,7 @@ def read_seed(path: str | Path) -> list[dict]:
         if not isinstance(r.prompt, str) or not r.prompt.strip():
             raise InputError(path, "empty prompt", row=i, field="prompt")
         gold = r.gold_categories
-        if not isinstance(gold, list) or any(g not in taxonomy.NAMES for g in gold):
+        if not isinstance(gold, list) or any(g not in taxonomy.names for g in gold):
             raise InputError(path, f"must be a list of taxonomy names, got {gold!r}", row=i,
                              field="gold_categories")
         rows.append({"prompt_id": str(r.prompt_id), "prompt": r.prompt, "gold": list(gold)})
@@ -107,17 +108,17 @@ def tune_thresholds(probs, gold, threshold, fallback_threshold) -> tuple[float, 
 
 
 def fit(rows: list[dict], *, split_seed: int, test_fraction: float, C: float, threshold,
-        fallback_threshold, cv_folds: int, seed: int, embed_fn) -> dict:
-    """Fit on the train split of `rows` (+ taxonomy descriptions); returns the classifier bundle."""
+        fallback_threshold, cv_folds: int, seed: int, embed_fn, taxonomy: Taxonomy = PAPER) -> dict:
+    """Fit on the train split of `rows` (+ `taxonomy`'s descriptions); returns the classifier bundle."""
     from sklearn.model_selection import KFold
     train = [r for r in rows if split_of(r["prompt_id"], split_seed, test_fraction) == "train"]
     if len(train) < cv_folds * 2:
         raise ValueError(f"only {len(train)} train-split prompts; need at least "
                          f"{cv_folds * 2} to fit the rules judge")
-    names = list(taxonomy.NAMES)
+    names = list(taxonomy.names)
     Y = np.array([[n in r["gold"] for n in names] for r in train], dtype=bool)
     X = embed_fn([r["prompt"] for r in train])
-    Xd = embed_fn([f"{c.name}: {c.description}" for c in taxonomy.CATEGORIES])
+    Xd = embed_fn([f"{c.name}: {c.description}" for c in taxonomy.categories])
     Yd = np.eye(len(names), dtype=bool)
     oof = np.zeros(Y.shape, dtype=float)
     for tr, te in KFold(cv_folds, shuffle=True, random_state=seed).split(X):
@@ -137,18 +138,22 @@ def fit_key(seed_bytes: bytes, settings: dict) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-def load_or_fit(seed_path: Path, cache_dir: Path, settings: dict, embed_fn) -> tuple[dict, str]:
-    """The cached bundle for (seed file bytes, settings), fitting and caching it on a miss."""
-    key = fit_key(seed_path.read_bytes(), settings)
+def load_or_fit(seed_path: Path, cache_dir: Path, settings: dict, embed_fn,
+                taxonomy: Taxonomy = PAPER) -> tuple[dict, str]:
+    """The cached bundle for (seed file bytes, settings, taxonomy), fitting and caching it on a miss."""
+    # The paper taxonomy's key leaves the taxonomy out, so its judge_id (and every artifact that
+    # records it) stays what it was before taxonomies could change; any other taxonomy is keyed.
+    keyed = settings if taxonomy == PAPER else {**settings, "taxonomy": taxonomy.fingerprint()}
+    key = fit_key(seed_path.read_bytes(), keyed)
     target = Path(cache_dir) / f"{FIT_VERSION}-{key[:16]}.joblib"
     if target.exists():
         try:
             return joblib.load(target), key
         except Exception:  # a damaged cache entry is refitted, never trusted
             pass
-    rows = read_seed(seed_path)
+    rows = read_seed(seed_path, taxonomy)
     try:
-        bundle = fit(rows, embed_fn=embed_fn, **settings)
+        bundle = fit(rows, embed_fn=embed_fn, taxonomy=taxonomy, **settings)
     except ValueError as exc:
         raise InputError(seed_path, str(exc)) from None
     with atomic_path(target) as tmp:

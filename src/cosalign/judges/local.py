@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from cosalign.cosa.taxonomy import PAPER, Taxonomy
 from cosalign.judges import parsing, prompts
 from cosalign.judges.base import BaseJudge
 
@@ -25,7 +26,8 @@ class LocalJudge(BaseJudge):
     """
 
     def __init__(self, model: str | None = None, batch_size: int = 8, max_new_tokens: int = 512,
-                 device: str = "cpu", dtype: str = "float32", progress: bool = True):
+                 device: str = "cpu", dtype: str = "float32", progress: bool = True,
+                 taxonomy: Taxonomy = PAPER):
         if not model:
             raise ValueError("the local judge needs judge.model (a checkpoint path)")
         from cosalign.models.generation import GenerationSettings, TransformersGenerator
@@ -33,11 +35,11 @@ class LocalJudge(BaseJudge):
         self.generator = TransformersGenerator(model, dtype=dtype, device=device)
         self.settings = GenerationSettings(max_new_tokens=max_new_tokens, temperature=0,
                                            batch_size=batch_size)
-        self.progress = progress
+        self.progress, self.taxonomy = progress, taxonomy
         self.judge_id = f"local:{Path(model).name}:{prompts.TEMPLATE_VERSION}"
 
     def _run(self, task: str, items: list) -> list:
-        chats = [prompts.messages_for(task, it) for it in items]
+        chats = [prompts.messages_for(task, it, self.taxonomy) for it in items]
         replies = self.generator.generate_ids(chats, self.settings, progress=self.progress)
         return [self._verdict(task, ids) for [ids] in replies]  # greedy: one reply per chat
 
@@ -46,4 +48,4 @@ class LocalJudge(BaseJudge):
         text = self.generator.tokenizer.decode(ids, skip_special_tokens=True)
         if not ended and len(ids) >= self.settings.max_new_tokens:
             return parsing.invalid(task, text, "judge output truncated at max_new_tokens")
-        return parsing.PARSERS[task](text)
+        return parsing.PARSERS[task](text, self.taxonomy)

@@ -23,6 +23,7 @@ import openai
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 from tqdm.auto import tqdm
 
+from cosalign.cosa.taxonomy import PAPER, Taxonomy
 from cosalign.judges import parsing, prompts
 from cosalign.judges.base import BaseJudge, CallBudgetExceeded, DryRun, JudgeError, default_cache_dir
 from cosalign.judges.cache import JsonCache, cache_key
@@ -64,6 +65,7 @@ class OpenAIJudge(BaseJudge):
                  max_retries: int = 5, backoff_s: float = 1.0, backoff_max_s: float = 60.0,
                  timeout_s: float = 60.0, max_tokens: int = 1024, cache_dir: str | None = None,
                  dry_run: bool = False, max_calls: int | None = None, progress: bool = True,
+                 taxonomy: Taxonomy = PAPER,
                  input_price_per_mtok: float | None = None, output_price_per_mtok: float | None = None):
         if concurrency < 1 or max_retries < 0:
             raise ValueError("concurrency must be >= 1 and max_retries >= 0")
@@ -72,6 +74,7 @@ class OpenAIJudge(BaseJudge):
         self.backoff_s, self.backoff_max_s = backoff_s, backoff_max_s
         self.timeout_s, self.max_tokens = timeout_s, max_tokens
         self.dry_run, self.max_calls, self.progress = dry_run, max_calls, progress
+        self.taxonomy = taxonomy  # the system prompt lists it, so it is part of every cache key
         self.prices = (input_price_per_mtok, output_price_per_mtok)
         self.cache = JsonCache(cache_dir or default_cache_dir("judge-openai"))
         self.judge_id = f"openai:{model}"
@@ -81,7 +84,7 @@ class OpenAIJudge(BaseJudge):
 
     def pending_calls(self, task: str, items: list) -> int:
         """How many distinct uncached requests judging `items` for `task` would send."""
-        keys = [self._key(prompts.messages_for(task, it)) for it in items]
+        keys = [self._key(prompts.messages_for(task, it, self.taxonomy)) for it in items]
         return len({k for k in keys if k not in self.cache})
 
     def estimate(self, task: str, items: list):
@@ -90,7 +93,7 @@ class OpenAIJudge(BaseJudge):
 
         todo, cached = {}, 0
         for it in items:
-            messages = prompts.messages_for(task, it)
+            messages = prompts.messages_for(task, it, self.taxonomy)
             key = self._key(messages)
             if key in self.cache:
                 cached += 1
@@ -105,7 +108,7 @@ class OpenAIJudge(BaseJudge):
                          {"temperature": 0, "max_tokens": self.max_tokens})
 
     def _run(self, task: str, items: list) -> list:
-        msgs = [prompts.messages_for(task, it) for it in items]
+        msgs = [prompts.messages_for(task, it, self.taxonomy) for it in items]
         keys = [self._key(m) for m in msgs]
         first = dict(zip(keys, msgs))  # identical requests share a key and are sent once
         records = {k: self.cache.get(k) for k in first}
@@ -120,7 +123,7 @@ class OpenAIJudge(BaseJudge):
                 "(nothing was sent)")
         if todo:
             records.update(self._call_all(task, todo))
-        return [self._verdict(task, records[k]) for k in keys]
+        return [self._verdict(task, records[k], self.taxonomy) for k in keys]
 
     def _client(self) -> openai.OpenAI:
         key = "unused"
@@ -186,7 +189,7 @@ class OpenAIJudge(BaseJudge):
         return text
 
     @staticmethod
-    def _verdict(task: str, rec: dict):
+    def _verdict(task: str, rec: dict, taxonomy: Taxonomy = PAPER):
         if "error" in rec:  # error records are never cached: a re-run calls again
             return parsing.invalid(task, rec["error"], rec["error"], rec.get("transport", False))
         content = rec.get("content") or ""
@@ -196,4 +199,4 @@ class OpenAIJudge(BaseJudge):
             return parsing.invalid(task, content, "judge output truncated at max_tokens")
         if rec.get("finish_reason") == "content_filter":
             return parsing.invalid(task, content, "judge output stopped by a content filter")
-        return parsing.PARSERS[task](content)
+        return parsing.PARSERS[task](content, taxonomy)

@@ -4,18 +4,23 @@ Each parser takes the judge's raw text and returns a verdict; anything it cannot
 (no JSON object, a missing key, a wrong type, an out-of-range rating, an unknown category name,
 an empty or over-long output) gives valid=False with the raw text and the reason kept.
 Category names are matched case-insensitively (and ignoring surrounding whitespace) to the
-taxonomy's exact names.
+exact names of the judge's taxonomy (the `taxonomy` argument; data/taxonomy.json in the pipeline).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 
-from cosalign.cosa import taxonomy
+from cosalign.cosa.taxonomy import PAPER, Taxonomy
 from cosalign.judges.base import ConfigVerdict, PromptVerdict, ResponseVerdict
 
 MAX_OUTPUT_CHARS = 20_000  # longer judge output is treated as runaway generation
-_BY_LOWER = {n.casefold(): n for n in taxonomy.NAMES}
+
+
+@functools.lru_cache(maxsize=16)
+def _by_lower(taxonomy: Taxonomy) -> dict[str, str]:
+    return {n.casefold(): n for n in taxonomy.names}
 
 
 class ParseError(ValueError):
@@ -40,13 +45,14 @@ def last_json_object(text: str) -> dict:
     return best[2]
 
 
-def categories(value) -> list[str]:
+def categories(value, taxonomy: Taxonomy = PAPER) -> list[str]:
     """A list of category names -> taxonomy names in taxonomy order; unknown names are an error."""
     if not isinstance(value, list):
         raise ParseError(f"risk_categories must be a list, got {type(value).__name__}")
+    by_lower = _by_lower(taxonomy)
     out = []
     for v in value:
-        name = _BY_LOWER.get(v.strip().casefold()) if isinstance(v, str) else None
+        name = by_lower.get(v.strip().casefold()) if isinstance(v, str) else None
         if name is None:
             raise ParseError(f"unknown risk category {v!r}")
         out.append(name)
@@ -78,32 +84,32 @@ def _verdict_json(text) -> dict:
     return last_json_object(text)
 
 
-def _cats(obj: dict) -> list[str]:
+def _cats(obj: dict, taxonomy: Taxonomy) -> list[str]:
     if "risk_categories" not in obj:
         raise ParseError("missing key 'risk_categories'")
-    return categories(obj["risk_categories"])
+    return categories(obj["risk_categories"], taxonomy)
 
 
-def parse_prompt_labels(text: str) -> PromptVerdict:
+def parse_prompt_labels(text: str, taxonomy: Taxonomy = PAPER) -> PromptVerdict:
     try:
-        return PromptVerdict(_cats(_verdict_json(text)), True, text)
+        return PromptVerdict(_cats(_verdict_json(text), taxonomy), True, text)
     except ParseError as exc:
         return PromptVerdict.invalid(text or "", str(exc))
 
 
-def parse_response(text: str) -> ResponseVerdict:
+def parse_response(text: str, taxonomy: Taxonomy = PAPER) -> ResponseVerdict:
     try:
         obj = _verdict_json(text)
-        return ResponseVerdict(_cats(obj), _bool(obj, "addressed"), _rating(obj), True, text)
+        return ResponseVerdict(_cats(obj, taxonomy), _bool(obj, "addressed"), _rating(obj), True, text)
     except ParseError as exc:
         return ResponseVerdict.invalid(text or "", str(exc))
 
 
-def parse_freeform(text: str) -> ConfigVerdict:
+def parse_freeform(text: str, taxonomy: Taxonomy = PAPER) -> ConfigVerdict:
     """`follows` and `helpfulness` are required; `risk_categories` is optional extra detail."""
     try:
         obj = _verdict_json(text)
-        cats = _cats(obj) if "risk_categories" in obj else []
+        cats = _cats(obj, taxonomy) if "risk_categories" in obj else []
         return ConfigVerdict(_bool(obj, "follows"), _rating(obj), True, text, "", cats)
     except ParseError as exc:
         return ConfigVerdict.invalid(text or "", str(exc))

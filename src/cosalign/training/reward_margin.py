@@ -12,13 +12,15 @@ from pathlib import Path
 
 import numpy as np
 
-from cosalign.models.chat import messages, render_ids
+from cosalign.models.chat import render_ids
 
 
-def completion_ids(tokenizer, system_prompt, prompt: str, answer: str) -> tuple[list[int], int]:
-    """Ids of the full chat and the index where the assistant answer starts."""
-    prompt_ids = render_ids(tokenizer, messages(system_prompt, prompt), add_generation_prompt=True)
-    full = render_ids(tokenizer, messages(system_prompt, prompt, answer), add_generation_prompt=False)
+def completion_ids(tokenizer, prompt_msgs: list[dict], answer_msgs: list[dict]) -> tuple[list[int], int]:
+    """Ids of the full chat (conversational prompt + answer messages, as in data/preferences.parquet)
+    and the index where the assistant answer starts."""
+    prompt_msgs, answer_msgs = list(prompt_msgs), list(answer_msgs)
+    prompt_ids = render_ids(tokenizer, prompt_msgs, add_generation_prompt=True)
+    full = render_ids(tokenizer, prompt_msgs + answer_msgs, add_generation_prompt=False)
     start = 0
     while start < min(len(prompt_ids), len(full)) and prompt_ids[start] == full[start]:
         start += 1
@@ -59,8 +61,8 @@ def dpo_reward_margins(policy_dir, reference_dir, pref_df, beta: float, batch_si
     tokenizer = AutoTokenizer.from_pretrained(Path(policy_dir))
     chosen, rejected = [], []
     for r in pref_df.itertuples(index=False):
-        chosen.append(completion_ids(tokenizer, r.system_prompt, r.prompt, r.chosen))
-        rejected.append(completion_ids(tokenizer, r.system_prompt, r.prompt, r.rejected))
+        chosen.append(completion_ids(tokenizer, r.prompt, r.chosen))
+        rejected.append(completion_ids(tokenizer, r.prompt, r.rejected))
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     logps = {}
     for name, path in (("policy", policy_dir), ("reference", reference_dir)):

@@ -2,8 +2,9 @@
 
 `train_sft` fits the chosen answers (one per unique system prompt + prompt, see
 `cosalign.data.preferences.pairs_for_sft`) with the loss on the assistant turn only; `train_dpo` trains on all
-pairs starting from the SFT checkpoint, which TRL also reloads as the frozen reference. The data go
-through `cosalign.models.chat.training_view`, whose per-row `chat_template_kwargs` make TRL render every
+pairs starting from the SFT checkpoint, which TRL also reloads as the frozen reference. The data
+(data/preferences.parquet is already TRL's conversational format) go through
+`cosalign.models.chat.training_view`, whose per-row `chat_template_kwargs` make TRL render every
 chat with control tokens inside messages sanitised. Distributed runs come from `accelerate launch`
 (see configs/accelerate/README.md); this module has no distributed code of its own beyond letting
 only the main process write files.
@@ -44,12 +45,13 @@ def load_preferences(path: str | Path):
 
 
 def sft_dataset(pref_df, max_examples: int | None = None):
-    """TRL prompt/completion view of the SFT rows: per (system_prompt, prompt) the best chosen answer."""
-    from cosalign.data.preferences import pairs_for_sft
-    rows = pairs_for_sft(pref_df)
+    """TRL conversational prompt/completion view of the SFT rows: per conversational prompt (config +
+    user turn) the best chosen answer (cosalign.data.preferences.sft_view)."""
+    from cosalign.data.preferences import sft_view
+    rows = sft_view(pref_df)
     if max_examples is not None:
         rows = rows.head(max_examples)
-    return training_view(rows, with_rejected=False)
+    return training_view(rows, kind="prompt_completion")
 
 
 def dpo_dataset(pref_df, max_examples: int | None = None):
@@ -57,7 +59,7 @@ def dpo_dataset(pref_df, max_examples: int | None = None):
     rows = pref_df.reset_index(drop=True)
     if max_examples is not None:
         rows = rows.head(max_examples)
-    return training_view(rows, with_rejected=True)
+    return training_view(rows, kind="preference")
 
 
 # --- arguments ----------------------------------------------------------------------------------
