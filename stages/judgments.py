@@ -22,6 +22,7 @@ def main() -> None:
     run = ResponseJudging(lambda: iter_parquet(RESPONSES, p["work_batch_size"], columns=RESPONSE_COLUMNS),
                           read_prompt_texts(PROMPTS, p["work_batch_size"]), p["judge"], p["work_batch_size"],
                           taxonomy=Taxonomy.load("data/taxonomy.json"), protocol=protocol())
+    run.dry_run()  # judge.dry_run: the whole run's estimate, one line, exit 0
     write_dataset(run, "judgments", JUDGMENTS)
     print(run.summary())
     if run.transport_warning():

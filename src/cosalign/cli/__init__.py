@@ -26,7 +26,10 @@ def _module(name: str):
 
 
 def build_parser(argv) -> argparse.ArgumentParser:
+    from cosalign import __version__
+
     parser = argparse.ArgumentParser(prog="cosalign", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"cosalign {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     wanted = next((a for a in argv if not a.startswith("-")), None)
     for name, help_text in COMMANDS.items():

@@ -34,6 +34,13 @@ def add_arguments(p) -> None:
     p.add_argument("--cascade", default=None, choices=["self", "oracle"])
     p.add_argument("--out", default=None, help="write the judged items here (parquet)")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the judge calls, tokens and cost this run would need, then exit; "
+                        "nothing is generated or sent (an API judge only)")
+    p.add_argument("--input-price", type=float, default=None, metavar="PER_MTOK",
+                   help="judge price per million input tokens, for --dry-run's cost")
+    p.add_argument("--output-price", type=float, default=None, metavar="PER_MTOK",
+                   help="judge price per million output tokens, for --dry-run's cost")
     p.add_argument("--taxonomy", default=None, metavar="PATH",
                    help="taxonomy.json of the categories (default: data/taxonomy.json when present, "
                         "else the paper's)")
@@ -72,16 +79,45 @@ def metrics_table(metrics: dict) -> str:
     return "\n".join(lines)
 
 
+def dry_run_estimate(items, judge, max_new_tokens: int):
+    """The judge's estimate for every item, each answer taken at its longest (max_new_tokens):
+    the answers do not exist yet, so this is an upper bound (cosalign.judges.estimate)."""
+    from cosalign.judges.estimate import CHARS_PER_TOKEN, combine
+
+    if not hasattr(judge, "estimate"):
+        raise SystemExit(f"error: --dry-run needs an API judge (openai); {judge.judge_id} makes no calls")
+    answer = "x" * (max_new_tokens * CHARS_PER_TOKEN)
+    free = items["config_set"] == "freeform"
+    parts = [judge.estimate("response", [(q, answer) for q in items.loc[~free, "prompt"]]),
+             judge.estimate("freeform", [(c, q, answer) for c, q in
+                                         zip(items.loc[free, "system_prompt"], items.loc[free, "prompt"])])]
+    return combine([p for p in parts if p.total] or parts[:1])
+
+
+def _check_paths(args) -> None:
+    """A missing local file fails here, named as missing, before anything loads."""
+    from cosalign.cli.checks import require, require_local_or_hub
+
+    if args.fewshot:
+        require(args.fewshot, "--fewshot: demonstrations file")
+    require_local_or_hub(args.model, "--model: checkpoint directory")
+    require_local_or_hub(args.benchmark_path, "--benchmark-path: benchmark directory")
+
+
 def run(args) -> int:
     from cosalign.evaluation import benchmarks, evaluate
     from cosalign.cosa import cosa_score, schemas
     from cosalign.models.generation import GenerationSettings
+    from cosalign.cli.checks import require
     from cosalign.core.io import read_parquet, write_parquet
     from cosalign.judges.base import make_judge
     from cosalign.cosa import taxonomy
 
+    _check_paths(args)
     tax = taxonomy.for_command(args.taxonomy)
     spec = benchmarks.load_spec(args.benchmark, taxonomy=tax)
+    if spec["loader"] == "heldout":
+        require(args.prompts, "--prompts: prompts file")
     prompts = read_parquet(args.prompts) if spec["loader"] == "heldout" else None
     items = benchmarks.load_benchmark(
         args.benchmark, path_or_id=args.benchmark_path, revision=args.revision,
@@ -89,11 +125,18 @@ def run(args) -> int:
         config_ids=args.config_id, taxonomy=tax)
     settings = GenerationSettings(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
                                   top_p=1.0, batch_size=args.batch_size, seed=args.seed)
+    judge_params = _judge_params(args.judge, args.judge_option)
+    if args.dry_run or judge_params.get("dry_run"):  # --judge-option dry_run=true means the same
+        judge_params.pop("dry_run", None)
+        for key, value in (("input_price_per_mtok", args.input_price), ("output_price_per_mtok", args.output_price)):
+            if value is not None:
+                judge_params[key] = value
+        print(dry_run_estimate(items, make_judge(judge_params, tax), args.max_new_tokens).line())
+        return 0
     fewshot = evaluate.load_fewshot(args.fewshot, tax) if args.fewshot else None
     options = {"revision": args.model_revision} if args.model_revision else {}
     out = evaluate.evaluate_model(
-        args.name or args.model, args.model, items,
-        make_judge(_judge_params(args.judge, args.judge_option), tax, phase="evaluation"),
+        args.name or args.model, args.model, items, make_judge(judge_params, tax, phase="evaluation"),
         settings, backend=args.backend, generator_options=options, fewshot=fewshot,
         cascade=args.cascade, taxonomy=tax)
     schemas.validate(out, "eval_items", args.out or "<eval items>")

@@ -68,11 +68,15 @@ def run_stage(main: Callable[[], object]) -> None:
     """Run a stage script's main(): bad input ends with one `error: FILE, row R, field F: ...`
     line on stderr (a schema failure: its `PATH: row N: CHECK [COLUMNS]: VALUE` lines) and exit
     status 2 instead of a traceback (the outputs were not touched, since every artifact is
-    written atomically after its inputs were checked)."""
-    from cosalign.judges.base import JudgeError
+    written atomically after its inputs were checked). A judge's dry run ends with its one-line
+    estimate and status 0 (nothing written: DVC then reports the missing outs)."""
+    from cosalign.judges.base import DryRun, JudgeError
 
     try:
         code = main()
+    except DryRun as exc:
+        print(str(exc))
+        sys.exit(0)
     except (InputError, JudgeError) as exc:
         print(exc if hasattr(exc, "failures") else f"error: {exc}", file=sys.stderr)
         sys.exit(2)

@@ -149,6 +149,20 @@ class ResponseJudging:
             return Retry(out, f"{lost} item(s) hit transport errors (the judge never answered)")
         return out
 
+    def dry_run(self):
+        """With an API judge's `dry_run: true`: raise DryRun with the estimate for every response
+        (calls, tokens, cost), before any batch is judged; otherwise return None."""
+        if not self.judge_params.get("dry_run"):
+            return None
+        from cosalign.judges.base import DryRun
+        from cosalign.judges.estimate import combine
+
+        judge = make_judge(self.judge_params, self.taxonomy)
+        parts = [judge.estimate("response", list(zip(frame["prompt"], frame["response"])))
+                 for frame in self._items()]
+        est = combine(parts) if parts else judge.estimate("response", [])
+        raise DryRun(est.calls, est.cached, est.total, estimate=est)
+
     def summary(self) -> str:
         """The stage's closing line, from the running counts (call after the stream is consumed)."""
         return (f"judgments: {self.rows}, valid {self.valid / self.rows:.0%}, "

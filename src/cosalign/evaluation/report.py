@@ -11,7 +11,8 @@ Outputs (under the paths the stage passes):
   seen and unseen configs, each with its interval), a per-config table, the paired differences to
   the baseline ("no difference detected" where an interval covers 0), the judge used, a warning
   when the judge is not the paper's (GPT-4o), and the paper's numbers for context;
-- plots/cosa_by_config.csv (+ .png): CoSA-Score per (model, config);
+- plots/cosa_by_config.csv (+ .png with report.png): CoSA-Score per (model, config) with its 95%
+  interval (`lo`, `hi`), one bar per model on each `config` in `dvc plots` (dvc.yaml);
   plots/breakdown.csv (+ .png): helpful+safe / helpful+unsafe / not helpful per model and set
   (long format: label, model, group, kind, share).
 """
@@ -260,6 +261,7 @@ def plot_frames(items: pd.DataFrame, metrics: dict) -> tuple[pd.DataFrame, pd.Da
     per = per.sort_values(["benchmark", "config_set", "config_id", "model"]).reset_index(drop=True)
     per["model"] = per["model"].astype(str)
     per.insert(0, "label", per["model"] + " | " + per["benchmark"] + "/" + per["config_id"])
+    per.insert(1, "config", per["benchmark"] + "/" + per["config_id"])  # the bars' axis in dvc plots
     rows = []
     for model in model_order(metrics):
         for key, g in sorted(metrics[model].items()):
@@ -331,15 +333,25 @@ def write_report(items: pd.DataFrame, metrics: dict, out_md: str | Path, plots_d
     """Write report.md and the plot files (CSV for DVC plots, PNG for people)."""
     plots_dir = Path(plots_dir)
     judges = sorted(items["judge"].astype(str).unique())
-    write_text(render_markdown(metrics, judges, breakdown, M.per_config_intervals(items, seed), seed),
-               out_md)
+    intervals = M.per_config_intervals(items, seed)
+    write_text(render_markdown(metrics, judges, breakdown, intervals, seed), out_md)
     per, breakdown_frame = plot_frames(items, metrics)
+    per = with_score_interval(per, intervals)
     plots_dir.mkdir(parents=True, exist_ok=True)
     write_text(per.to_csv(index=False, lineterminator="\n"), plots_dir / "cosa_by_config.csv")
     write_text(breakdown_long(breakdown_frame).to_csv(index=False, lineterminator="\n"),
                plots_dir / "breakdown.csv")
     if pngs:
         write_pngs(per, breakdown_frame, plots_dir)
+
+
+def with_score_interval(per: pd.DataFrame, intervals: pd.DataFrame) -> pd.DataFrame:
+    """The per-config plot rows with the CoSA-Score's 95% interval as `lo`, `hi` (the error bars of
+    the dvc plots template .dvc/plots/bar_horizontal_interval.json)."""
+    keys = list(M.GROUP_KEYS) + ["config_id"]
+    ci = intervals[keys + ["cosa_score_lo", "cosa_score_hi"]].rename(
+        columns={"cosa_score_lo": "lo", "cosa_score_hi": "hi"})
+    return per.merge(ci, on=keys, how="left", validate="one_to_one")
 
 
 def check_baseline(baseline: str | None, models) -> None:

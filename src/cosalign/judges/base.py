@@ -74,12 +74,15 @@ class CallBudgetExceeded(JudgeError):
 
 
 class DryRun(JudgeError):
-    """Raised by a judge in dry-run mode instead of calling: `calls` uncached items would be sent."""
+    """Raised by a judge in dry-run mode instead of calling: `calls` uncached items would be sent.
 
-    def __init__(self, calls: int, cached: int, total: int):
-        super().__init__(f"dry run: would make {calls} judge call(s); {cached} of {total} "
-                         "item(s) are cached")
-        self.calls, self.cached, self.total = calls, cached, total
+    `estimate` (cosalign.judges.estimate.Estimate) adds tokens and cost; its line is the message.
+    """
+
+    def __init__(self, calls: int, cached: int, total: int, estimate=None):
+        super().__init__(estimate.line() if estimate is not None else
+                         f"dry run: would make {calls} judge call(s); {cached} of {total} item(s) are cached")
+        self.calls, self.cached, self.total, self.estimate = calls, cached, total, estimate
 
 
 @runtime_checkable

@@ -56,7 +56,9 @@ class OpenAIJudge(BaseJudge):
     cache_dir: where outputs are cached (default $COSALIGN_CACHE/judge-openai, see
         base.default_cache_dir). The cache is keyed by model NAME, not URL: use separate
         cache_dirs for different endpoints that serve different weights under one name.
-    dry_run: count the calls a run would make (uncached items) and raise DryRun, calling nothing.
+    dry_run: count the calls a run would make (uncached requests), their tokens and cost, and raise
+        DryRun, calling nothing (cosalign.judges.estimate).
+    input_price_per_mtok / output_price_per_mtok: prices per million tokens, for the dry run's cost.
     max_calls: refuse (CallBudgetExceeded) before any call when more uncached requests remain.
     progress: show a tqdm bar.
     templates_dir: under `protocol: paper`, the authors' prompt_templates/ folder, to ask their
@@ -73,7 +75,8 @@ class OpenAIJudge(BaseJudge):
                  timeout_s: float = 60.0, max_tokens: int = 1024, cache_dir: str | None = None,
                  dry_run: bool = False, max_calls: int | None = None, progress: bool = True,
                  templates_dir: str | None = None, protocol: str = "cosalign",
-                 phase: str = "training", taxonomy: Taxonomy = PAPER):
+                 phase: str = "training", taxonomy: Taxonomy = PAPER,
+                 input_price_per_mtok: float | None = None, output_price_per_mtok: float | None = None):
         if concurrency < 1 or max_retries < 0:
             raise ValueError("concurrency must be >= 1 and max_retries >= 0")
         if protocol not in ("cosalign", "paper") or phase not in paper.PHASES:
@@ -87,6 +90,7 @@ class OpenAIJudge(BaseJudge):
         self.timeout_s, self.max_tokens = timeout_s, max_tokens
         self.dry_run, self.max_calls, self.progress = dry_run, max_calls, progress
         self.taxonomy = taxonomy  # the system prompt lists it, so it is part of every cache key
+        self.prices = (input_price_per_mtok, output_price_per_mtok)
         self.cache = JsonCache(cache_dir or default_cache_dir("judge-openai"))
         # paper verdicts come from other questions: a different id keeps their scores apart
         self.judge_id = f"openai:{model}" + ("/paper" if protocol == "paper" else "")
@@ -98,6 +102,21 @@ class OpenAIJudge(BaseJudge):
         """How many distinct uncached requests judging `items` for `task` would send."""
         keys = [k for it in items for _, k, _, _ in self._requests(task, it)]
         return len({k for k in keys if k not in self.cache})
+
+    def estimate(self, task: str, items: list):
+        """Calls, tokens and cost of judging `items` for `task` (cosalign.judges.estimate), sending nothing."""
+        from cosalign.judges.estimate import Estimate, message_tokens
+
+        todo, cached = {}, 0
+        for it in items:
+            for _, key, messages, max_tokens in self._requests(task, it):  # one or more calls per item
+                if key in self.cache:
+                    cached += 1
+                else:
+                    todo.setdefault(key, (messages, max_tokens))  # identical requests are sent once
+        return Estimate(self.judge_id, task, len(todo), cached, len(items),
+                        sum(message_tokens(m) for m, _ in todo.values()),
+                        sum(t for _, t in todo.values()), *self.prices)
 
     # -- internals -----------------------------------------------------------------------
     def _paper(self, task: str) -> bool:
@@ -125,9 +144,7 @@ class OpenAIJudge(BaseJudge):
         todo = {k: first[k] for k in first if records[k] is None}
         cached = sum(1 for reqs in per_item for _, k, _, _ in reqs if records[k] is not None)
         if self.dry_run:
-            exc = DryRun(len(todo), cached, sum(len(r) for r in per_item))
-            print(f"{self.judge_id} {task}: {exc}", file=sys.stderr)
-            raise exc
+            raise DryRun(len(todo), cached, len(items), estimate=self.estimate(task, items))
         if self.max_calls is not None and len(todo) > self.max_calls:
             raise CallBudgetExceeded(
                 f"{self.judge_id} {task}: {len(todo)} uncached judge call(s) are needed but "

@@ -11,7 +11,7 @@ A section looks like (every key optional except optim.learning_rate; defaults be
                global_batch_size}
       precision: {dtype, bf16}
       lora:   {enabled, r, alpha, dropout, target_modules}
-      system: {use_cpu, gradient_checkpointing, dataloader_num_workers}
+      system: {use_cpu, gradient_checkpointing, dataloader_num_workers, save_steps, report_to}
       loss:   {beta, type}         # dpo section only
 
 Unknown keys, wrong types and out-of-range values fail at construction with an InputError that
@@ -77,6 +77,11 @@ class SystemParams:
     use_cpu: bool | None = None  # None: CPU when no CUDA device is visible
     gradient_checkpointing: bool = False  # TRL turns it on by default; it costs ~40% speed on CPU
     dataloader_num_workers: int = 0
+    # A resumable checkpoint every save_steps optimizer steps, kept outside the DVC outs under
+    # .cache/work/<stage>/<fingerprint>/ and removed after success; 0 = no checkpoints.
+    save_steps: int = 50
+    # TrainingArguments.report_to: "none", or trackers such as "dvclive", "wandb", "tensorboard".
+    report_to: str | list = "none"
 
 
 @dataclass(frozen=True)
@@ -128,6 +133,10 @@ class TrainingParams:
             bad("optim.lr_scheduler_type", f"unknown scheduler {o.lr_scheduler_type!r}")
         if o.optimizer not in {t.value for t in OptimizerNames}:
             bad("optim.optimizer", f"unknown optimizer {o.optimizer!r} (TrainingArguments.optim names)")
+        if self.system.save_steps < 0:
+            bad("system.save_steps", f"must be >= 0, got {self.system.save_steps!r}")
+        if isinstance(self.system.report_to, list) and not all(isinstance(r, str) for r in self.system.report_to):
+            bad("system.report_to", f"must be a name or a list of names, got {self.system.report_to!r}")
         if self.data.max_length < 8:
             bad("data.max_length", f"must be >= 8, got {self.data.max_length!r}")
         if self.data.max_examples is not None and self.data.max_examples < 1:
