@@ -17,6 +17,7 @@ from cosalign.cosa import cosa_score, schemas
 from cosalign.models.generation import GenerationSettings
 from cosalign.core.io import InputError, read_parquet, write_parquet
 from cosalign.judges.base import make_judge
+from cosalign.core import precision
 from cosalign.core.params import PARAMS_FILE, section
 
 
@@ -58,9 +59,11 @@ def main() -> None:
     items = load_items(p)
     fewshot = evaluate.load_fewshot(spec["fewshot"]) if spec.get("fewshot") else None
     g = p["generation"]
+    backend = g.get("backend", "transformers")
+    options = precision.generator_options(backend, g.get("options"), precision.top_level()["resolved"])
     out = evaluate.evaluate_model(
         args.model, spec["checkpoint"], items, make_judge(p["judge"]), settings_from(g, p["seed"]),
-        backend=g.get("backend", "transformers"), generator_options=g.get("options") or {},
+        backend=backend, generator_options=options,
         fewshot=fewshot, cascade=spec.get("cascade"))
     target = Path(args.out or f"reports/eval/{args.model}.parquet")
     schemas.validate(out, "eval_items", target)

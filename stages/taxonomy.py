@@ -1,5 +1,6 @@
 """Stage taxonomy: the 8 categories plus the clustering report -> data/taxonomy.json."""
 
+from cosalign.core import precision
 from cosalign.core.io import read_parquet, write_json
 from cosalign.core.stage import run_stage, stage_params, taken_from_registry
 from cosalign.cosa.schemas import validate_taxonomy
@@ -10,7 +11,8 @@ def main() -> None:
     p = stage_params("taxonomy")
     if taken_from_registry(p, "taxonomy"):
         return
-    result = validate_taxonomy(derive_taxonomy(read_parquet("data/prompts.parquet", columns=["prompt"]), p), "data/taxonomy.json")
+    result = validate_taxonomy(derive_taxonomy(read_parquet("data/prompts.parquet", columns=["prompt"]), p,
+                                             precision=precision.top_level()["resolved"]), "data/taxonomy.json")
     write_json(result, "data/taxonomy.json")
     d = result["derivation"]
     print(f"taxonomy: {d['n_clusters']} clusters, {d['mapped_share']:.0%} of prompts mapped, "

@@ -53,16 +53,18 @@ def top_terms(texts: list[str], labels: np.ndarray, k: int = 6) -> dict[int, lis
     return out
 
 
-def derive_taxonomy(prompts: pd.DataFrame, p: dict) -> dict:
-    """Build data/taxonomy.json from the prompts and the `taxonomy` params section."""
+def derive_taxonomy(prompts: pd.DataFrame, p: dict, precision: str = "fp32") -> dict:
+    """Build data/taxonomy.json from the prompts and the `taxonomy` params section; `precision` is
+    the resolved top-level precision the local embedding model runs in (cosalign.core.precision)."""
     texts = prompts["prompt"].tolist()
     emb = p["embedder"]
     vectors = embed(texts, name=emb["name"], model=emb.get("model"), batch_size=emb.get("batch_size", 64),
-                    base_url=emb.get("base_url"), api_key_env=emb.get("api_key_env", "OPENAI_API_KEY"))
+                    base_url=emb.get("base_url"), api_key_env=emb.get("api_key_env", "OPENAI_API_KEY"),
+                    precision=precision)
     names = [c.name for c in taxonomy.CATEGORIES]
     anchors = embed([f"{c.name}: {c.description}" for c in taxonomy.CATEGORIES], name=emb["name"],
                     model=emb.get("model"), base_url=emb.get("base_url"),
-                    api_key_env=emb.get("api_key_env", "OPENAI_API_KEY"))
+                    api_key_env=emb.get("api_key_env", "OPENAI_API_KEY"), precision=precision)
     labels = cluster(vectors, method=p["method"], seed=p["seed"], n_clusters=p["n_clusters"],
                      min_cluster_size=p["min_cluster_size"], reduce_dims=p.get("reduce_dims", 0))
     terms = top_terms(texts, labels)
