@@ -131,7 +131,7 @@ def run_transformers(args, model_dir: Path, chats, results: dict) -> None:
               f"{same:.0%} identical to one-at-a-time")
     gen.model.generate = counter.inner
     results["n_params"] = gen.model.num_parameters()
-    if args.compare_dtype and args.compare_dtype != args.dtype:
+    if args.compare_dtype not in (None, "none", args.dtype):
         bs = 32 if 32 in args.batch_sizes else max(args.batch_sizes)
         other = TransformersGenerator(str(model_dir), device=args.device, dtype=args.compare_dtype)
         other_counter = TokenCounter(other.model, eos)
@@ -235,7 +235,8 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--dtype", default="float32", help="transformers weights dtype")
     ap.add_argument("--vllm-dtype", default="bfloat16")
-    ap.add_argument("--compare-dtype", default=None, help="e.g. bfloat16: the generator again in this dtype")
+    ap.add_argument("--compare-dtype", default="bfloat16",
+                    help="the generator again in this dtype at batch 32 (default bfloat16; 'none' skips)")
     ap.add_argument("--peak-name", default=None, help="bench_peak results file for MFU (default peak / peak_gpu)")
     ap.add_argument("--model", type=Path, default=None, help="a checkpoint directory (default: SmolLM2)")
     ap.add_argument("--name", default=None, help="results file name (default generation[_vllm])")

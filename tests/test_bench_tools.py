@@ -45,16 +45,16 @@ def test_profile_step_splits_one_training_step(tmp_path):
 def test_gpu_script_runs_tiny_on_cpu_and_writes_its_figures(tmp_path):
     out = tmp_path / "out"
     proc = subprocess.run(["bash", "bench/gpu.sh", "--tiny", "--out", str(out), "--wheels", str(tmp_path / "none")],
-                          cwd=REPO, env=_env(out), capture_output=True, text=True, timeout=840)
+                          cwd=REPO, env=_env(out), capture_output=True, text=True, timeout=1300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     log = (out / "gpu.log").read_text()
     assert "vLLM is not installed here: skipped" in log or "backend vllm" in log
     assert "failed" not in log, log
-    training = json.loads((out / "gpu_training.json").read_text())
+    training = json.loads((out / "training_gpu.json").read_text())
     rows = training["details"]["summary"]
     assert rows["sft/project"]["mfu"] > 0 and rows["dpo/project"]["tokens_per_s"] > 0
     assert training["details"]["raw"]["sft/project"]["bf16"] is True
-    assert any(k.startswith("physical limit") for k in _figures(out / "gpu_training.json"))
-    generation = json.loads((out / "gpu_generation.json").read_text())["details"]
+    assert any(k.startswith("physical limit") for k in _figures(out / "training_gpu.json"))
+    generation = json.loads((out / "generation_gpu.json").read_text())["details"]
     assert generation["batch_4"]["dtype"] == "bfloat16" and generation["batch_4"]["mfu"] > 0
     assert (out / "summary.md").read_text().strip()
