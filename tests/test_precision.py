@@ -108,3 +108,26 @@ def test_padding_free_sft_computes_the_padded_loss_and_truncates(tiny_model_dir,
                                      "sft")
     cut = train_sft(pref, tiny_model_dir, tmp_path / "cut", tmp_path / "r-cut", short)
     assert cut["train_loss"] != pytest.approx(losses["free"], rel=1e-4)
+
+
+def test_bf16_generation_loads_bfloat16_weights_and_labels_its_rows(tiny_model_dir, tmp_path, monkeypatch):
+    import pandas as pd
+
+    from cosalign.data.responses import generate_responses
+    from cosalign.models.generation import GenerationSettings, make_generator
+
+    options = precision.generator_options("transformers", {}, "bf16")
+    gen = make_generator("transformers", str(tiny_model_dir), **options)
+    assert gen.model.dtype == torch.bfloat16 and gen.name.endswith("@bf16")
+    settings = GenerationSettings(max_new_tokens=4, temperature=0.0, batch_size=2)
+    assert len(gen.generate([[{"role": "user", "content": "hi"}]] * 2, settings, progress=False)) == 2
+    assert make_generator("transformers", str(tiny_model_dir)).name == f"transformers:{tiny_model_dir}"
+
+    prompts = pd.DataFrame({"prompt_id": ["p1"], "prompt": ["How do I bake bread?"]})
+    configs = pd.DataFrame({"config_id": ["c1"], "prompt_id": ["p1"], "system_prompt": ["Be safe."]})
+    p = {"backend": "transformers", "model_name": "base", "seed": 0, "samples": 1, "max_new_tokens": 4,
+         "temperature": 0.7, "top_p": 0.95, "batch_size": 2, "work_batch_size": 8,
+         "generic_system_prompt": False, "template_responses": []}
+    monkeypatch.chdir(tmp_path)  # the resumable work queue keeps its checkpoints under the cwd
+    rows = generate_responses(prompts, configs, p, str(tiny_model_dir), precision="bf16")
+    assert set(rows["generator"]) == {"transformers:base@bf16"}
