@@ -10,12 +10,12 @@ A section looks like (every key optional except optim.learning_rate; defaults be
                num_train_epochs, max_steps, per_device_train_batch_size, gradient_accumulation_steps,
                global_batch_size}
       precision: {dtype, bf16}
-      loss:   {beta, type}         # dpo section only
-
-The top-level `precision: auto | bf16 | fp32` (cosalign.core.precision) reaches the trainer as
-`compute`: under bf16 the step runs in bfloat16 autocast over the float32 master weights of `dtype`.
       lora:   {enabled, r, alpha, dropout, target_modules}
       system: {use_cpu, gradient_checkpointing, dataloader_num_workers, padding_free}
+      loss:   {beta, type}         # dpo section only
+
+The top-level `precision: auto | bf16 | fp32` (cosalign.core.precision, docs/precision.md) reaches
+the trainer as `compute`: under bf16 the step runs in bfloat16 autocast over float32 master weights.
 
 Unknown keys, wrong types and out-of-range values fail at construction with an InputError that
 names the key (`sft.optim.learning_rate`), before any model is loaded.
