@@ -8,7 +8,7 @@ import argparse
 import json
 import sys
 
-from cosalign.core.params import section
+from cosalign.core.params import load_params, section
 from cosalign.training import TrainingParams, train_dpo
 from cosalign.training.launch import is_main_process, relaunch_if_needed
 
@@ -22,7 +22,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reports", default="reports/train")
     ap.add_argument("--params", default="params.yaml")
     args = ap.parse_args(argv)
-    params = TrainingParams.from_dict(section("dpo", args.params), "dpo")
+    compute = load_params(args.params).get("precision", "fp32")  # top-level: auto | bf16 | fp32
+    params = TrainingParams.from_dict(section("dpo", args.params), "dpo", compute=compute)
     code = relaunch_if_needed(params.accelerate_config, __file__, argv, "dpo.accelerate_config")
     if code is not None:
         return code

@@ -18,6 +18,7 @@ from cosalign.cosa.taxonomy import Taxonomy
 from cosalign.models.generation import GenerationSettings
 from cosalign.core.io import InputError, read_parquet, write_parquet
 from cosalign.judges.base import make_judge
+from cosalign.core import precision
 from cosalign.core.params import PARAMS_FILE, protocol, section
 
 
@@ -69,10 +70,12 @@ def main() -> None:
     if fewshot and proto == "paper" and hub_categorical:  # docs/paper-fidelity.md §5
         demos = evaluate.paper_demos(items, evaluate.demo_pool(read_parquet(PREFERENCES), tax), p["seed"], tax)
     g = p["generation"]
+    backend = g.get("backend", "transformers")
+    options = precision.generator_options(backend, g.get("options"), precision.top_level()["resolved"])
     out = evaluate.evaluate_model(
         args.model, spec["checkpoint"], items, make_judge(p["judge"], tax, protocol=proto, phase="evaluation"),
-        settings_from(g, p["seed"]), backend=g.get("backend", "transformers"),
-        generator_options=g.get("options") or {}, fewshot=fewshot, cascade=spec.get("cascade"),
+        settings_from(g, p["seed"]), backend=backend, generator_options=options,
+        fewshot=fewshot, cascade=spec.get("cascade"),
         taxonomy=tax, protocol=proto, demos_per_item=demos)
     target = Path(args.out or f"reports/eval/{args.model}.parquet")
     schemas.validate(out, "eval_items", target)

@@ -53,8 +53,15 @@ def template_rows(prompts: pd.DataFrame, prompt_ids, kinds: list[str]) -> pd.Dat
     return pd.DataFrame(rows)
 
 
-def generate_responses(prompts: pd.DataFrame, configs: pd.DataFrame, p: dict, model_dir: str) -> pd.DataFrame:
-    """Run the responses stage from its params section; returns the validated frame."""
+def generate_responses(prompts: pd.DataFrame, configs: pd.DataFrame, p: dict, model_dir: str,
+                       precision: str = "fp32") -> pd.DataFrame:
+    """Run the responses stage from its params section; returns the validated frame.
+    `precision`: the resolved top-level precision (cosalign.core.precision); bf16 loads the
+    transformers model in bfloat16 and marks the generator column `...@bf16`."""
+    from cosalign.core.precision import generator_options, label
+    options = generator_options(p["backend"], p.get("backend_options"), precision)
+    if options != dict(p.get("backend_options") or {}):
+        p = {**p, "backend_options": options}  # also keys the resume checkpoints
     jobs = response_jobs(prompts, configs, generic=p.get("generic_system_prompt", True))
     settings = GenerationSettings(max_new_tokens=p["max_new_tokens"], temperature=p["temperature"],
                                   top_p=p["top_p"], batch_size=p["batch_size"], seed=p["seed"])
@@ -72,7 +79,8 @@ def generate_responses(prompts: pd.DataFrame, configs: pd.DataFrame, p: dict, mo
             for sample, reply in enumerate(texts):
                 rows.append({"response_id": f"{job.config_id}-s{sample}", "prompt_id": job.prompt_id,
                              "config_id": job.config_id, "sample": sample, "response": reply,
-                             "generator": f"{p['backend']}:{p['model_name']}", "source": "model"})
+                             "generator": f"{p['backend']}:{p['model_name']}{label(options)}",
+                             "source": "model"})
         return pd.DataFrame(rows)
 
     key = fingerprint(p, jobs.to_dict("records"), model_fingerprint(model_dir))

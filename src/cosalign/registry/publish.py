@@ -203,6 +203,11 @@ def build_card(artifact: Artifact, repo_id: str, files: list[dict], root: Path, 
                                   views=views, namespace=namespace)
     params = _read_yaml(root / "params.yaml")
     train = (lin["dvc"] or {}).get("params") or params.get(artifact.name) or {}
+    recorded = next((f["local"] for f in files if Path(f["path"]).name == "cosalign_training.json"), None)
+    if recorded:  # the compute precision the run resolved (cosalign.core.precision): CPU-type dependent
+        prec = json.loads(Path(recorded).read_text(encoding="utf-8")).get("precision")
+        if prec:
+            train = {**train, "precision (resolved at training)": prec}
     return cards.model_card(
         artifact, repo_id, meta_files, lin, sources, __version__,
         base_model=base_model_id(params, artifact, namespace),

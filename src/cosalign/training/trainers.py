@@ -90,7 +90,7 @@ def trainer_kwargs(params: TrainingParams, output_dir: str | Path) -> dict:
         num_train_epochs=o.num_train_epochs, max_steps=o.max_steps,
         per_device_train_batch_size=o.per_device_train_batch_size, gradient_accumulation_steps=accumulation,
         max_length=params.data.max_length,
-        use_cpu=use_cpu, bf16=params.precision.bf16 and not use_cpu, fp16=False,
+        use_cpu=use_cpu, bf16=training_bf16(params, use_cpu), fp16=False,
         # transformers 5 renamed gradient_checkpointing; setting the new name keeps TRL's default (on) out.
         activation_checkpointing=sysp.gradient_checkpointing,
         activation_checkpointing_kwargs={"use_reentrant": False} if sysp.gradient_checkpointing else None,
@@ -103,6 +103,13 @@ def trainer_kwargs(params: TrainingParams, output_dir: str | Path) -> dict:
 def resumable_kwargs(params: TrainingParams, work_dir: Path) -> dict:
     """trainer_kwargs with output_dir = the run's checkpoint folder (cosalign.training.resume)."""
     return {**trainer_kwargs(params, work_dir), **resume.checkpoint_kwargs(params)}
+def training_bf16(params: TrainingParams, use_cpu: bool) -> bool:
+    """bf16 autocast over float32 master weights: the paper's `precision.bf16` on GPU, else the
+    top-level `precision` resolved for this device (cosalign.core.precision; fp32 = as before)."""
+    from cosalign.core.precision import resolve
+    if params.precision.bf16 and not use_cpu:
+        return True
+    return resolve(params.compute, "cpu" if use_cpu else "cuda") == "bf16"
 
 
 def peft_config(params: TrainingParams):
@@ -130,8 +137,13 @@ def train_sft(pref_path, base_dir, out_dir, reports_dir, params: TrainingParams 
     df = load_preferences(pref_path)
     dataset = sft_dataset(df, params.data.max_examples)
     work_dir = resume.checkpoint_dir(params, pref_path, base_dir, out_dir)
-    config = SFTConfig(**resumable_kwargs(params, work_dir), completion_only_loss=True,
-                       assistant_only_loss=False, packing=False)
+    kwargs = resumable_kwargs(params, work_dir)
+    if params.system.padding_free:  # truncated here, so TRL may drop max_length (training.truncation)
+        from transformers import AutoTokenizer
+        from cosalign.training.truncation import tokenize_sft
+        dataset, _ = tokenize_sft(dataset, AutoTokenizer.from_pretrained(base_dir), params.data.max_length)
+        kwargs.update(max_length=None, padding_free=True)
+    config = SFTConfig(**kwargs, completion_only_loss=True, assistant_only_loss=False, packing=False)
     return _run(SFTTrainer, config, params, dataset, pref_path, base_dir, out_dir, reports_dir, callbacks)
 
 
@@ -183,7 +195,8 @@ def _run(trainer_cls, config, params, dataset, pref_path, parent_dir, out_dir, r
     trainer.save_model(str(tmp))  # every process: gathers sharded weights
     state.wait_for_everyone()
     summary = {"stage": params.stage, "examples": len(dataset), "steps": int(trainer.state.global_step),
-               "train_loss": mean_step_loss(trainer.state.log_history, result.training_loss)}
+               "train_loss": mean_step_loss(trainer.state.log_history, result.training_loss),
+               "bf16": bool(config.bf16)}
     if state.is_main_process:
         if params.lora.enabled:
             _merge_adapter(tmp, parent_dir, params)
@@ -284,6 +297,9 @@ def _provenance(params: TrainingParams, pref_path, parent_dir: Path, summary: di
         "data_file": str(pref_path), "data_md5": _md5(pref_path), "examples": summary["examples"],
         "steps": summary["steps"], "train_loss": summary["train_loss"], "world_size": _world_size(),
         "params": params.to_dict(),
+        "precision": {"setting": params.compute, "bf16_autocast": bool(summary.get("bf16")),
+                      "master_weights": params.precision.dtype,
+                      "cpu_capability": torch.backends.cpu.get_cpu_capability()},
         "versions": {m.__name__: m.__version__ for m in (torch, transformers, trl, datasets, accelerate, peft)},
     }
 
