@@ -1,0 +1,23 @@
+"""Stage judge_quality: the pipeline's judge (prompt_labels.judge) measured on the judge-evaluation
+set's eval split (data/judge_eval, issue #15) -> reports/judge.json (a DVC metric)."""
+
+from cosalign.io import write_json
+from cosalign.judges.base import make_judge
+from cosalign.judges.quality import judge_quality
+from cosalign.pipeline import run_stage, stage_params
+
+REPORT = "reports/judge.json"
+
+
+def main() -> None:
+    p = stage_params("prompt_labels")
+    report = judge_quality(make_judge(p["judge"]), split="eval")
+    write_json(report, REPORT)
+    pr = report["prompts"]
+    print(f"judge_quality: {report['judge']}: prompt exact-set match {pr['exact_set_match']['value']}, "
+          f"risky recall {pr['risky_recall']['value']}, benign flag rate "
+          f"{pr['benign_flag_rate']['value']}; meets targets: {report['meets_targets']}")
+
+
+if __name__ == "__main__":
+    run_stage(main)
