@@ -16,6 +16,7 @@ from cosalign import evaluation, metrics, schemas
 from cosalign.generation import GenerationSettings
 from cosalign.io import InputError, read_parquet, write_parquet
 from cosalign.judges.base import make_judge
+from cosalign.judging import with_fit_data
 from cosalign.params import PARAMS_FILE, section
 
 
@@ -58,7 +59,7 @@ def main() -> None:
     fewshot = evaluation.load_fewshot(spec["fewshot"]) if spec.get("fewshot") else None
     g = p["generation"]
     out = evaluation.evaluate_model(
-        args.model, spec["checkpoint"], items, make_judge(p["judge"]), settings_from(g, p["seed"]),
+        args.model, spec["checkpoint"], items, make_judge(with_fit_data(p["judge"], p.get("prompts", "data/prompts.parquet"))), settings_from(g, p["seed"]),
         backend=g.get("backend", "transformers"), generator_options=g.get("options") or {},
         fewshot=fewshot, cascade=spec.get("cascade"))
     target = Path(args.out or f"reports/eval/{args.model}.parquet")

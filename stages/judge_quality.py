@@ -1,9 +1,10 @@
 """Stage judge_quality: the pipeline's judge (prompt_labels.judge) measured on the judge-evaluation
-set's eval split (data/judge_eval, issue #15) -> reports/judge.json (a DVC metric)."""
+set's `judge_quality.split` (eval; data/judge_eval, issue #15) -> reports/judge.json (a DVC metric)."""
 
 from cosalign.io import write_json
 from cosalign.judges.base import make_judge
 from cosalign.judges.quality import judge_quality
+from cosalign.judging import PROMPTS, with_fit_data
 from cosalign.pipeline import run_stage, stage_params
 
 REPORT = "reports/judge.json"
@@ -11,7 +12,8 @@ REPORT = "reports/judge.json"
 
 def main() -> None:
     p = stage_params("prompt_labels")
-    report = judge_quality(make_judge(p["judge"]), split="eval")
+    split = stage_params("judge_quality").get("split", "eval")
+    report = judge_quality(make_judge(with_fit_data(p["judge"], PROMPTS)), split=split)
     write_json(report, REPORT)
     pr = report["prompts"]
     print(f"judge_quality: {report['judge']}: prompt exact-set match {pr['exact_set_match']['value']}, "

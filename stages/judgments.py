@@ -8,7 +8,7 @@ import sys
 
 from cosalign.io import iter_parquet
 from cosalign.judging import (JUDGMENTS, PROMPTS, RESPONSE_COLUMNS, RESPONSES, ResponseJudging,
-                              read_prompt_texts)
+                              read_prompt_texts, with_fit_data)
 from cosalign.pipeline import run_stage, stage_params, taken_from_registry
 from cosalign.schemas import write_dataset
 
@@ -18,7 +18,8 @@ def main() -> None:
     if taken_from_registry(p, "judgments"):
         return
     run = ResponseJudging(lambda: iter_parquet(RESPONSES, p["work_batch_size"], columns=RESPONSE_COLUMNS),
-                          read_prompt_texts(PROMPTS, p["work_batch_size"]), p["judge"], p["work_batch_size"])
+                          read_prompt_texts(PROMPTS, p["work_batch_size"]), with_fit_data(p["judge"], PROMPTS),
+                          p["work_batch_size"])
     write_dataset(run, "judgments", JUDGMENTS)
     print(run.summary())
     if run.transport_warning():

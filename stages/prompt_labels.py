@@ -2,14 +2,14 @@
 and its agreement with the gold labels on the test split -> reports/prompt_labels.json."""
 
 from cosalign.io import read_parquet, write_json, write_parquet
-from cosalign.judging import agreement, label_prompts
+from cosalign.judging import PROMPTS, agreement, label_prompts, with_fit_data
 from cosalign.pipeline import run_stage, stage_params, taken_from_registry
 
 
 def main() -> None:
     p = stage_params("prompt_labels")
     if not taken_from_registry(p, "prompt_labels"):
-        write_parquet(label_prompts(read_parquet("data/prompts.parquet"), p["judge"]),
+        write_parquet(label_prompts(read_parquet(PROMPTS), with_fit_data(p["judge"], PROMPTS)),
                       "data/prompt_labels.parquet")
     report = agreement(read_parquet("data/prompt_labels.parquet"), split="test")
     write_json(report, "reports/prompt_labels.json")

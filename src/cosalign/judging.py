@@ -22,6 +22,14 @@ PROMPTS, RESPONSES, JUDGMENTS = "data/prompts.parquet", "data/responses.parquet"
 RESPONSE_COLUMNS = ["response_id", "prompt_id", "response"]  # what judging reads of RESPONSES
 
 
+def with_fit_data(judge_params: dict, train_path: str = PROMPTS) -> dict:
+    """The judge's params with the fitting data the stage passes in: the rules judge fits on the
+    prompts stage's train split (`train_path`), never on a file it finds by itself."""
+    if judge_params.get("name") == "rules":
+        return {**judge_params, "train_path": train_path}
+    return dict(judge_params)
+
+
 def label_prompts(prompts: pd.DataFrame, judge_params: dict) -> pd.DataFrame:
     """data/prompt_labels.parquet: the judge's risk set per prompt, gold kept alongside."""
     judge = make_judge(judge_params)

