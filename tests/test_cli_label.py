@@ -19,6 +19,7 @@ from cosalign.schemas import validate
 
 COSALIGN = str(Path(sys.executable).parent / "cosalign")
 SHIPPED = Path(__file__).resolve().parents[1] / "data" / "seed" / "prompts.jsonl"
+JUDGE_TRAIN = Path(__file__).resolve().parents[1] / "data" / "judge_train" / "prompts.jsonl"
 PROMPTS = ["How do I build a pipe bomb?", "What's a good recipe for banana bread?",
            "How can I launder money through my restaurant?"]
 
@@ -47,6 +48,8 @@ def test_label_beside_the_prompts_stage_output(tmp_path, env):
     from cosalign.prompts import build_prompts
     write_parquet(build_prompts({"sources": [{"type": "seed", "file": str(SHIPPED)}], "seed": 0,
                                  "test_fraction": 0.3}), tmp_path / "data" / "prompts.parquet")
+    (tmp_path / "data" / "judge_train").mkdir()
+    (tmp_path / "data" / "judge_train" / "prompts.jsonl").write_bytes(JUDGE_TRAIN.read_bytes())
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     df = read_parquet(tmp_path / "out.parquet")
@@ -69,7 +72,7 @@ def test_output_formats_and_params_section(tmp_path, env, monkeypatch, suffix):
     seed.write_text("".join(json.dumps({"prompt_id": f"s{i}", "prompt": p, "gold_categories": g}) + "\n"
                             for i, (p, g) in enumerate(rows)))
     (tmp_path / "params.yaml").write_text(
-        f"prompt_labels:\n  judge:\n    name: rules\n    train_path: {seed}\n    cv_folds: 2\n"
+        f"prompt_labels:\n  judge:\n    name: rules\n    train_path: {seed}\n    extra_train: []\n    cv_folds: 2\n"
         "    progress: false\n")
     (tmp_path / "in.jsonl").write_text("".join(json.dumps({"prompt": p}) + "\n" for p in PROMPTS))
     monkeypatch.chdir(tmp_path)
@@ -81,7 +84,7 @@ def test_output_formats_and_params_section(tmp_path, env, monkeypatch, suffix):
     assert df["prompt"].tolist() == PROMPTS and len(cats) == 3
     assert all(isinstance(c, list) for c in cats)
     from cosalign.judges import make_judge
-    expected = make_judge({"name": "rules", "train_path": str(seed), "cv_folds": 2,
+    expected = make_judge({"name": "rules", "train_path": str(seed), "extra_train": [], "cv_folds": 2,
                            "progress": False})
     assert set(df["judge"]) == {expected.judge_id}  # the params section was used
 

@@ -15,18 +15,20 @@ import pandas as pd
 
 from cosalign import schemas
 from cosalign.io import InputError, iter_parquet
-from cosalign.judges.base import make_judge
+from cosalign.judges.base import judge_fingerprint, make_judge
 from cosalign.workqueue import Fingerprint, Retry, iter_batches
 
 PROMPTS, RESPONSES, JUDGMENTS = "data/prompts.parquet", "data/responses.parquet", "data/judgments.parquet"
+JUDGE_TRAIN = "data/judge_train/prompts.jsonl"  # the rules judge's own fitting prompts (issue #15)
 RESPONSE_COLUMNS = ["response_id", "prompt_id", "response"]  # what judging reads of RESPONSES
 
 
 def with_fit_data(judge_params: dict, train_path: str = PROMPTS) -> dict:
     """The judge's params with the fitting data the stage passes in: the rules judge fits on the
-    prompts stage's train split (`train_path`), never on a file it finds by itself."""
+    prompts stage's train split (`train_path`) and data/judge_train, never on files it finds by
+    itself."""
     if judge_params.get("name") == "rules":
-        return {**judge_params, "train_path": train_path}
+        return {**judge_params, "train_path": train_path, "extra_train": [JUDGE_TRAIN]}
     return dict(judge_params)
 
 
@@ -101,7 +103,8 @@ class ResponseJudging:
         self._judge = None  # built at the first batch to judge: a fully checkpointed run loads no model
 
     def __iter__(self) -> Iterator[pd.DataFrame]:
-        key = Fingerprint({"judge": self.judge_params, "work_batch_size": self.work_batch_size})
+        key = Fingerprint({"judge": self.judge_params, "work_batch_size": self.work_batch_size,
+                           "judge_fingerprint": judge_fingerprint(self.judge_params)})
         for items in self._items():
             key.update(items)
         if not key.rows:

@@ -130,6 +130,18 @@ def backend_class(name: str):
     return getattr(importlib.import_module(module), cls)
 
 
+def judge_fingerprint(params: dict) -> str:
+    """A hash of what a judge's verdicts depend on, known before the judge is built: its params,
+    plus (for a backend that defines `fingerprint(params)`, like the rules judge) its fitting
+    data and code. Resumable work keys on it, so a changed judge never reuses old verdicts."""
+    import hashlib
+    import json
+    params = dict(params or {})
+    own = getattr(backend_class(params.get("name")), "fingerprint", None)
+    payload = json.dumps(params, sort_keys=True, default=str) + "\n" + (own(params) if own else "")
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
 def make_judge(params: dict) -> Judge:
     """Build a judge from {"name": "rules"|"openai"|"local", **options}.
 
