@@ -142,8 +142,9 @@ class RulesJudge(BaseJudge):
     extra_train: judge-only fitting prompts (default [data/judge_train/prompts.jsonl]).
     C, gate_C: inverse regularisation of the category and gate regressions (10.0, 3.0).
     threshold: per-category probability threshold for a text the gate calls risky (0.5).
-    gate_threshold: P(risky) from which a text is risky (0..1, or "cv": best balanced accuracy
-        out of fold).
+    gate_threshold: P(risky) from which a text is risky (0.6, chosen on data/judge_eval's dev
+        split: 0.5 flagged 0.20 of its benign controls, 0.675 -- the "cv" choice -- missed 0.15
+        of its risky prompts; or "cv": the best balanced accuracy out of fold).
     tfidf_weight, gate_tfidf_weight: weight of the word n-gram features next to the embedding
         (1.0 for the categories, 2.0 for the gate).
     cv_folds / seed: cross-validation folds and the seed of folds and solvers (5 / 0).
@@ -158,7 +159,7 @@ class RulesJudge(BaseJudge):
 
     def __init__(self, train_path: str = DEFAULT_TRAIN, extra_train: list[str] = (DEFAULT_JUDGE_TRAIN,),
                  C: float = 10.0, gate_C: float = 3.0, threshold: float = 0.5,
-                 gate_threshold: float | str = "cv", tfidf_weight: float = 1.0,
+                 gate_threshold: float | str = 0.6, tfidf_weight: float = 1.0,
                  gate_tfidf_weight: float = 2.0, cv_folds: int = 5, seed: int = 0,
                  response_threshold: float | None = None, min_relevance: float = 0.15,
                  high_relevance: float = 0.55, length_bins: list[int] = (10, 25, 80),
