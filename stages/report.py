@@ -15,6 +15,7 @@ def main() -> None:
     ap.add_argument("--metrics-out", default="reports/metrics.json")
     ap.add_argument("--report-out", default="reports/report.md")
     ap.add_argument("--plots-dir", default="reports/plots")
+    ap.add_argument("--judge-quality", default="reports/judge.json")
     args = ap.parse_args()
     models = list(section("evaluate").get("models") or {})
     r = section("report")
@@ -22,7 +23,7 @@ def main() -> None:
     metrics = run_report([f"{args.eval_dir}/{m}.parquet" for m in models],
                          items_out=args.items_out, metrics_out=args.metrics_out,
                          report_out=args.report_out, plots_dir=args.plots_dir,
-                         pngs=bool(r.get("png", True)))
+                         pngs=bool(r.get("png", True)), judge_quality_path=args.judge_quality)
     print(json.dumps({m: {k: g["cosa_score"] for k, g in v.items()} for m, v in metrics.items()}))
 
 

@@ -42,7 +42,7 @@ def test_label_beside_the_prompts_stage_output(tmp_path, env):
     pd.DataFrame({"id": [1, 2, 3], "prompt": PROMPTS}).to_csv(tmp_path / "in.csv", index=False)
     cmd = [COSALIGN, "label", "--judge", "rules", "in.csv", "out.parquet"]
     # the rules judge fits on data/prompts.parquet's train split, and never looks for it elsewhere
-    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 2 and "data/prompts.parquet" in proc.stderr and "prompts stage" in proc.stderr
     from cosalign.io import write_parquet
     from cosalign.prompts import build_prompts
@@ -50,7 +50,7 @@ def test_label_beside_the_prompts_stage_output(tmp_path, env):
                                  "test_fraction": 0.3}), tmp_path / "data" / "prompts.parquet")
     (tmp_path / "data" / "judge_train").mkdir()
     (tmp_path / "data" / "judge_train" / "prompts.jsonl").write_bytes(JUDGE_TRAIN.read_bytes())
-    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     df = read_parquet(tmp_path / "out.parquet")
     validate(df, "labels")

@@ -117,3 +117,12 @@ def test_bad_rows_name_file_row_and_field(tmp_path):
 def test_cli_fails_clearly_on_a_missing_set(tmp_path, capsys):
     assert main(["judge-eval", "--judge", "rules", "--data", str(tmp_path / "none")]) == 2
     assert "judge-evaluation file not found" in capsys.readouterr().err
+
+
+def test_report_quotes_the_measured_quality_of_its_own_judge():
+    from cosalign.report import render_markdown
+    quality = judge_quality(TableJudge("dev"), "dev", EVAL_DIR)
+    md = render_markdown({}, [quality["judge"]], quality)
+    assert "Judge quality" in md and "prompt exact-set match 1.00 [1.00, 1.00]" in md
+    assert "Judge quality" not in render_markdown({}, ["rules/other"], quality)  # another judge's figures
+    assert "Judge quality" not in render_markdown({}, [quality["judge"]], None)
