@@ -137,7 +137,8 @@ def judge_fingerprint(params: dict) -> str:
     import hashlib
     import json
     params = dict(params or {})
-    own = getattr(backend_class(params.get("name")), "fingerprint", None)
+    own = (getattr(backend_class(params["name"]), "fingerprint", None)
+           if params.get("name") in BACKENDS else None)  # an unknown name fails in make_judge
     payload = json.dumps(params, sort_keys=True, default=str) + "\n" + (own(params) if own else "")
     return hashlib.sha256(payload.encode()).hexdigest()
 
