@@ -20,6 +20,7 @@ from cosalign.core.io import InputError, read_parquet, write_parquet
 from cosalign.judges.base import make_judge
 from cosalign.core import precision
 from cosalign.core.params import PARAMS_FILE, protocol, section
+from cosalign.data.judging import with_fit_data
 
 
 PREFERENCES = "data/preferences.parquet"  # ICA-5shot demos under protocol paper
@@ -72,8 +73,10 @@ def main() -> None:
     g = p["generation"]
     backend = g.get("backend", "transformers")
     options = precision.generator_options(backend, g.get("options"), precision.top_level()["resolved"])
+    judge = make_judge(with_fit_data(p["judge"], p.get("prompts", "data/prompts.parquet")), tax,
+                       protocol=proto, phase="evaluation")
     out = evaluate.evaluate_model(
-        args.model, spec["checkpoint"], items, make_judge(p["judge"], tax, protocol=proto, phase="evaluation"),
+        args.model, spec["checkpoint"], items, judge,
         settings_from(g, p["seed"]), backend=backend, generator_options=options,
         fewshot=fewshot, cascade=spec.get("cascade"),
         taxonomy=tax, protocol=proto, demos_per_item=demos)

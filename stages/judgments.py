@@ -8,7 +8,7 @@ import sys
 
 from cosalign.core.io import iter_parquet
 from cosalign.data.judging import (JUDGMENTS, PROMPTS, RESPONSE_COLUMNS, RESPONSES, ResponseJudging,
-                              read_prompt_texts)
+                                   read_prompt_texts, with_fit_data)
 from cosalign.core.params import protocol
 from cosalign.core.stage import run_stage, stage_params, taken_from_registry
 from cosalign.cosa.schemas import write_dataset
@@ -20,8 +20,8 @@ def main() -> None:
     if taken_from_registry(p, "judgments"):
         return
     run = ResponseJudging(lambda: iter_parquet(RESPONSES, p["work_batch_size"], columns=RESPONSE_COLUMNS),
-                          read_prompt_texts(PROMPTS, p["work_batch_size"]), p["judge"], p["work_batch_size"],
-                          taxonomy=Taxonomy.load("data/taxonomy.json"), protocol=protocol())
+                          read_prompt_texts(PROMPTS, p["work_batch_size"]), with_fit_data(p["judge"], PROMPTS),
+                          p["work_batch_size"], taxonomy=Taxonomy.load("data/taxonomy.json"), protocol=protocol())
     run.dry_run()  # judge.dry_run: the whole run's estimate, one line, exit 0
     write_dataset(run, "judgments", JUDGMENTS)
     print(run.summary())

@@ -20,6 +20,7 @@ def main() -> None:
     ap.add_argument("--report-out", default="reports/report.md")
     ap.add_argument("--plots-dir", default="reports/plots")
     ap.add_argument("--taxonomy", default="data/taxonomy.json")
+    ap.add_argument("--judge-quality", default="reports/judge.json")
     args = ap.parse_args()
     evaluate = section("evaluate")
     models = list(evaluate.get("models") or {})
@@ -31,7 +32,8 @@ def main() -> None:
                          items_out=args.items_out, metrics_out=args.metrics_out,
                          report_out=args.report_out, plots_dir=args.plots_dir,
                          breakdown_out=args.breakdown_out, seed=seed, baseline=baseline,
-                         pngs=bool(r.get("png", True)), taxonomy=Taxonomy.load(args.taxonomy))
+                         pngs=bool(r.get("png", True)), taxonomy=Taxonomy.load(args.taxonomy),
+                         judge_quality_path=args.judge_quality)
     print(json.dumps({m: {k: g["cosa_score"] for k, g in v.items()} for m, v in metrics.items()}))
 
 

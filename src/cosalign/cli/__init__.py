@@ -14,6 +14,7 @@ COMMANDS: dict[str, str] = {
     "label": "label the prompts of a CSV/JSONL/parquet file with a judge",
     "profile": "write params.yaml from a profile (default, tiny, paper): use, show, list",
     "eval": "evaluate any chat model on a benchmark (CoSA-Score)",
+    "judge-eval": "measure a judge on the judge-evaluation set (reports/judge.json's record)",
     "publish": "publish the pipeline's artifacts to a Hugging Face Hub namespace",
     "pull": "pull a published artifact by pinned revision into data/ or models/",
     "config": "manage reviewed safety configs (new, review, approve, list, show)",

@@ -16,11 +16,21 @@ import pandas as pd
 from cosalign.cosa import schemas
 from cosalign.cosa.taxonomy import PAPER, Taxonomy
 from cosalign.core.io import InputError, iter_parquet
-from cosalign.judges.base import make_judge
+from cosalign.judges.base import judge_fingerprint, make_judge
 from cosalign.core.workqueue import Fingerprint, Retry, iter_batches
 
 PROMPTS, RESPONSES, JUDGMENTS = "data/prompts.parquet", "data/responses.parquet", "data/judgments.parquet"
+JUDGE_TRAIN = "data/judge_train/prompts.jsonl"  # the rules judge's own fitting prompts (issue #15)
 RESPONSE_COLUMNS = ["response_id", "prompt_id", "response"]  # what judging reads of RESPONSES
+
+
+def with_fit_data(judge_params: dict, train_path: str = PROMPTS) -> dict:
+    """The judge's params with the fitting data the stage passes in: the rules judge fits on the
+    prompts stage's train split (`train_path`) and data/judge_train, never on files it finds by
+    itself."""
+    if judge_params.get("name") == "rules":
+        return {**judge_params, "train_path": train_path, "extra_train": [JUDGE_TRAIN]}
+    return dict(judge_params)
 
 
 def label_prompts(prompts: pd.DataFrame, judge_params: dict, taxonomy: Taxonomy = PAPER,
@@ -100,9 +110,11 @@ class ResponseJudging:
         self._judge = None  # built at the first batch to judge: a fully checkpointed run loads no model
 
     def __iter__(self) -> Iterator[pd.DataFrame]:
-        # Verdicts depend on the label space too: a checkpoint of another taxonomy is never resumed.
+        # Verdicts depend on the label space and the judge's fitting data and code too: a
+        # checkpoint of another taxonomy or judge is never resumed.
         key = Fingerprint({"judge": self.judge_params, "work_batch_size": self.work_batch_size,
                            "taxonomy": self.taxonomy.fingerprint(),
+                           "judge_fingerprint": judge_fingerprint(self.judge_params),
                            **({"protocol": self.protocol} if self.protocol != "cosalign" else {})})
         for items in self._items():
             key.update(items)

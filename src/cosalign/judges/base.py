@@ -139,6 +139,19 @@ def backend_class(name: str):
     return getattr(importlib.import_module(module), cls)
 
 
+def judge_fingerprint(params: dict) -> str:
+    """A hash of what a judge's verdicts depend on, known before the judge is built: its params,
+    plus (for a backend that defines `fingerprint(params)`, like the rules judge) its fitting
+    data and code. Resumable work keys on it, so a changed judge never reuses old verdicts."""
+    import hashlib
+    import json
+    params = dict(params or {})
+    own = (getattr(backend_class(params["name"]), "fingerprint", None)
+           if params.get("name") in BACKENDS else None)  # an unknown name fails in make_judge
+    payload = json.dumps(params, sort_keys=True, default=str) + "\n" + (own(params) if own else "")
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
 # Passed by the stage, never set under `judge:`: the taxonomy (data/taxonomy.json), the top-level
 # `protocol` and the pipeline phase.
 CONTEXT_ARGS = ("taxonomy", "protocol", "phase")
