@@ -1,12 +1,48 @@
-"""The artifact map: every artifact the pipeline writes, its path, its schema and its stage.
+"""The path map: every file and folder the pipeline reads from git or writes, in one place.
 
-One place for the names that `publish`, `pull`, `validate` and the stage `source` params share.
+Stage scripts and library modules take their paths from here; no other module in src/ or
+stages/ spells out a `data/`, `models/` or `reports/` path (tests/test_paths.py checks this, and
+checks dvc.yaml's outs against the map). All paths are relative to the repository root.
+The `Artifact` tables name what `publish`, `pull`, `validate` and the stage `source` params share;
 Hub repos are named `<namespace>/cosalign-<name>`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+# --- inputs kept in git ---------------------------------------------------------------------------
+SEED_PROMPTS = "data/seed/prompts.jsonl"  # the project's hand-labelled prompts (data/seed/README.md)
+SEED_FEWSHOT = "data/seed/fewshot.jsonl"  # demonstrations for the base_ica_5shot baseline
+
+# --- stage outputs, in pipeline order -------------------------------------------------------------
+BASE_MODEL = "models/base"                          # base_model
+PROMPTS = "data/prompts.parquet"                    # prompts
+TAXONOMY = "data/taxonomy.json"                     # taxonomy
+PROMPT_LABELS = "data/prompt_labels.parquet"        # prompt_labels
+PROMPT_LABELS_METRICS = "reports/prompt_labels.json"  # prompt_labels: agreement with gold labels
+CONFIGS = "data/configs.parquet"                    # configs
+RESPONSES = "data/responses.parquet"                # responses
+JUDGMENTS = "data/judgments.parquet"                # judgments
+PREFERENCES = "data/preferences.parquet"            # preferences
+SFT_MODEL = "models/sft"                            # sft
+DPO_MODEL = "models/dpo"                            # dpo
+TRAIN_REPORTS = "reports/train"                     # sft, dpo: <stage>.csv and <stage>.png curves
+EVAL_DIR = "reports/eval"                           # evaluate@MODEL: <model>.parquet
+EVAL_ITEMS = "reports/eval_items.parquet"           # report
+METRICS = "reports/metrics.json"                    # report
+BREAKDOWN = "reports/breakdown.json"                # report: per-model breakdown and intervals
+REPORT = "reports/report.md"                        # report
+PLOTS_DIR = "reports/plots"                         # report
+JUDGE_QUALITY = "reports/judge.json"                # judge_quality: the judge measured on data/judge_eval
+
+# --- checkpoints outside DVC's outputs (DVC deletes outputs before a stage runs) -----------------
+WORK_ROOT = ".cache/work"  # resumable work batches: <stage>/<fingerprint>/ (core.workqueue)
+
+
+def eval_items(model: str) -> str:
+    """reports/eval/<model>.parquet, the evaluate@<model> stage's output."""
+    return f"{EVAL_DIR}/{model}.parquet"
 
 
 @dataclass(frozen=True)
@@ -18,18 +54,18 @@ class Artifact:
 
 
 DATASETS: tuple[Artifact, ...] = (
-    Artifact("prompts", "data/prompts.parquet", "prompts", "dataset"),
-    Artifact("taxonomy", "data/taxonomy.json", "taxonomy", "dataset"),
-    Artifact("prompt_labels", "data/prompt_labels.parquet", "prompt_labels", "dataset"),
-    Artifact("configs", "data/configs.parquet", "configs", "dataset"),
-    Artifact("responses", "data/responses.parquet", "responses", "dataset"),
-    Artifact("judgments", "data/judgments.parquet", "judgments", "dataset"),
-    Artifact("preferences", "data/preferences.parquet", "preferences", "dataset"),
-    Artifact("eval_items", "reports/eval_items.parquet", "report", "dataset"),
+    Artifact("prompts", PROMPTS, "prompts", "dataset"),
+    Artifact("taxonomy", TAXONOMY, "taxonomy", "dataset"),
+    Artifact("prompt_labels", PROMPT_LABELS, "prompt_labels", "dataset"),
+    Artifact("configs", CONFIGS, "configs", "dataset"),
+    Artifact("responses", RESPONSES, "responses", "dataset"),
+    Artifact("judgments", JUDGMENTS, "judgments", "dataset"),
+    Artifact("preferences", PREFERENCES, "preferences", "dataset"),
+    Artifact("eval_items", EVAL_ITEMS, "report", "dataset"),
 )
 MODELS: tuple[Artifact, ...] = (
-    Artifact("sft", "models/sft", "sft", "model"),
-    Artifact("dpo", "models/dpo", "dpo", "model"),
+    Artifact("sft", SFT_MODEL, "sft", "model"),
+    Artifact("dpo", DPO_MODEL, "dpo", "model"),
 )
 ALL: dict[str, Artifact] = {a.name: a for a in DATASETS + MODELS}
 

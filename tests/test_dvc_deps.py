@@ -1,0 +1,99 @@
+"""Honest dependencies (issue #13 item 2): each dvc.yaml stage lists exactly the files it uses.
+
+What a stage uses is derived from the code by tests/dvc_deps.py (its docstring has the rules):
+the script's import closure within `cosalign`, the resources those modules open, and the data
+files its script and params name. `python tests/dvc_deps.py` prints the deps to paste.
+"""
+
+from __future__ import annotations
+
+import ast
+
+import pytest
+
+import dvc_deps as D
+
+STAGES = D.dvc_stages()
+
+
+def listed(name: str) -> list[str]:
+    return STAGES[name].get("do", STAGES[name]).get("deps", [])
+
+
+def covers(dep: str, path: str) -> bool:
+    return path == dep or path.startswith(dep.rstrip("/") + "/")
+
+
+@pytest.fixture(scope="module")
+def params():
+    return D.all_params()
+
+
+@pytest.mark.parametrize("name", list(STAGES))
+def test_every_used_file_is_a_dep(name, params):
+    used = D.used_files(name, STAGES[name], params)
+    deps = [d for d in listed(name) if "${" not in d]
+    item_deps = D.foreach_item_deps(STAGES[name])
+    per_item = set()
+    if item_deps:  # ${item.checkpoint}: each item's checkpoint is that item's dep
+        per_item = {D.repo_path((item or {}).get(d.split("${item.")[1].rstrip("}")))
+                    for d in item_deps for p in params
+                    for item in ((p.get(name) or {}).get("models") or {}).values()}
+    missing = sorted(f for kind in used.values() for f in kind
+                     if f not in per_item and not any(covers(d, f) for d in deps))
+    assert not missing, f"{name} uses files its dvc.yaml deps miss: {missing}\n" \
+                        f"(regenerate with `python tests/dvc_deps.py {name}`)"
+
+
+@pytest.mark.parametrize("name", list(STAGES))
+def test_every_dep_is_used(name, params):
+    used = set().union(*D.used_files(name, STAGES[name], params).values())
+    unused = [d for d in listed(name) if "${" not in d and not any(covers(d, f) for f in used)]
+    assert not unused, f"{name} lists deps it never uses: {unused}"
+
+
+@pytest.mark.parametrize("name", list(STAGES))
+def test_folder_deps_hold_only_used_files(name, params):
+    """A folder dep hashes every file in it: only list one whose tracked files the stage all uses."""
+    used = set().union(*D.used_files(name, STAGES[name], params).values())
+    for dep in listed(name):
+        inside = {t for t in D.tracked() if t.startswith(dep + "/") and (D.REPO / t).is_file()}
+        if dep in D.OPTION_DIRS.values():
+            continue
+        spare = sorted(f for f in inside if not any(covers(u, f) for u in used))
+        assert not spare, f"{name}: folder dep {dep} also hashes {spare}; list the used files instead"
+
+
+@pytest.mark.parametrize("name", list(STAGES))
+def test_dvc_yaml_matches_the_generator(name, params):
+    assert listed(name) == D.exact_deps(name, STAGES[name], params)
+
+
+def test_pycache_is_ignored_by_dvc():
+    assert "__pycache__" in (D.REPO / ".dvcignore").read_text().split()
+
+
+def test_closure_follows_function_level_and_string_imports(tmp_path, monkeypatch):
+    """The walk sees imports inside functions, relative imports, and importlib targets in strings."""
+    script = D.REPO / "stages" / "report.py"
+    closure = D.module_closure(script.relative_to(D.REPO).as_posix())
+    assert "cosalign.evaluation.report" in closure and "cosalign" in closure
+    base = D.module_file("cosalign.judges.base")
+    found = D.imported_modules(base, "cosalign.judges.base")
+    assert {"cosalign.judges.rules", "cosalign.judges.openai_judge", "cosalign.judges.local"} <= found
+    src = tmp_path / "s.py"
+    src.write_text("def f():\n    from cosalign.core import rng\n    import cosalign.cosa.intervals\n")
+    assert {"cosalign.core", "cosalign.core.rng", "cosalign.cosa.intervals"} <= D.imported_modules(src, None)
+
+
+def test_resource_table_is_complete():
+    """Every module that opens a package resource is in RESOURCES."""
+    opening = set()
+    for path in sorted((D.SRC / "cosalign").rglob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        if "resources.files(" in text:
+            opening.add(".".join(path.relative_to(D.SRC).with_suffix("").parts))
+    assert opening == set(D.RESOURCES)
+    for entry in D.RESOURCES.values():
+        for f in entry(D.all_params()) if callable(entry) else entry:
+            assert (D.REPO / f).is_file(), f
