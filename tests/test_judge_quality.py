@@ -126,3 +126,16 @@ def test_report_quotes_the_measured_quality_of_its_own_judge():
     assert "Judge quality" in md and "prompt exact-set match 1.00 [1.00, 1.00]" in md
     assert "Judge quality" not in render_markdown({}, ["rules/other"], judge_quality=quality)  # another judge's figures
     assert "Judge quality" not in render_markdown({}, [quality["judge"]], judge_quality=None)
+
+
+def test_model_card_quotes_the_measured_quality_of_its_own_judge():
+    """Issue #15: cards name the judge's fingerprint and its measured quality beside the scores."""
+    from cosalign.registry.cards import model_metrics
+
+    quality = json.loads((REPO / "reports" / "judge.json").read_text())
+    metrics = {"dpo": {"heldout/seen": {"cosa_score": 0.1, "helpful_safe": 0.5, "helpful_unsafe": 0.1,
+                                        "valid_rate": 1.0, "n": 10, "judge": quality["judge"]}}}
+    _, text = model_metrics("dpo", metrics, quality["judge"], quality)
+    assert f"`{quality['judge']}`" in text and "Judge quality" in text and "risky-prompt recall" in text
+    _, other = model_metrics("dpo", metrics, "rules/other", quality | {"judge": "rules/else"})
+    assert "Judge quality" not in other

@@ -214,7 +214,13 @@ def build_card(artifact: Artifact, repo_id: str, files: list[dict], root: Path, 
         datasets=[paths.repo_id(namespace, "preferences")], train_params=train,
         metrics=metrics, judge=_judge(root, artifact.name), example_config=_example_config(root),
         benchmarks=benchmark_datasets(root, params, namespace, revisions or {}),
-        derivation=base_derivation(params, artifact))
+        derivation=base_derivation(params, artifact), judge_quality=_judge_quality(root))
+
+
+def _judge_quality(root: Path) -> dict | None:
+    """reports/judge.json (the judge_quality stage), quoted in model cards beside the scores."""
+    path = root / paths.JUDGE_QUALITY
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
 
 
 def extra_files(artifact: Artifact, files: list[dict], root: Path, namespace: str, metrics: dict | None,
