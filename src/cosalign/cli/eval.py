@@ -128,6 +128,10 @@ def run(args) -> int:
     judge_params = _judge_params(args.judge, args.judge_option)
     if args.dry_run or judge_params.get("dry_run"):  # --judge-option dry_run=true means the same
         judge_params.pop("dry_run", None)
+        from cosalign.judges.base import backend_class
+        if not hasattr(backend_class(judge_params.get("name", "")), "estimate"):  # before it is built
+            raise SystemExit(f"error: --dry-run needs an API judge (openai); {judge_params.get('name')!r} "
+                             "makes no calls")
         for key, value in (("input_price_per_mtok", args.input_price), ("output_price_per_mtok", args.output_price)):
             if value is not None:
                 judge_params[key] = value
