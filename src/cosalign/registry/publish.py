@@ -22,7 +22,7 @@ from cosalign.core import paths
 from cosalign.core.paths import Artifact
 from cosalign.registry import cards
 from cosalign.registry.lineage import git_blob_sha1, lineage, sha256_file
-from cosalign.core.io import InputError
+from cosalign.core.io import InputError, write_text
 
 log = logging.getLogger(__name__)
 
@@ -238,8 +238,7 @@ def extra_files(artifact: Artifact, files: list[dict], root: Path, namespace: st
     if not entries:
         return [], []
     local = scratch / ".eval_results" / "cosalign.yaml"
-    local.parent.mkdir(parents=True, exist_ok=True)
-    local.write_text(hm.eval_results_yaml(entries), encoding="utf-8")
+    write_text(hm.eval_results_yaml(entries), local)  # atomic, like every file cosalign writes
     return [], [{"path": ".eval_results/cosalign.yaml", "local": local, "size": local.stat().st_size,
                  "sha256": sha256_file(local)}]
 
