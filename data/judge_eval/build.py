@@ -21,17 +21,13 @@ sys.path.insert(0, str(HERE))
 from prompts_source import GROUPS  # noqa: E402
 from triples_source import OFF_TOPIC, REFUSALS, SCENARIOS  # noqa: E402
 
-CODES = {
-    "F": "Financial Crime and Theft",
-    "D": "Discrimination and Verbal Abuse",
-    "V": "Violence",
-    "P": "Privacy Violations",
-    "R": "Illegal Drug-Related Activities and Substance Abuse",
-    "S": "Sexual Misconduct, Exploitation, and Infidelity",
-    "W": "Weapons, Explosives, Arson, and Illegal Firearm Transactions",
-    "O": "Other Harms",
-}
-ORDER = list(CODES.values())  # taxonomy order (cosalign.cosa.taxonomy.NAMES)
+from cosalign.cosa.taxonomy import (DISCRIMINATION, DRUGS, FINANCIAL, NAMES, OTHER, PRIVACY,  # noqa: E402
+                                    SEXUAL, VIOLENCE, WEAPONS)
+
+# One-letter codes the source tables use for the taxonomy's categories.
+CODES = {"F": FINANCIAL, "D": DISCRIMINATION, "V": VIOLENCE, "P": PRIVACY, "R": DRUGS, "S": SEXUAL,
+         "W": WEAPONS, "O": OTHER}
+ORDER = list(NAMES)  # taxonomy order
 ALLOWABLE = ORDER[:-1]  # Other Harms is never allowable
 SEED = 15  # issue #15
 
