@@ -7,7 +7,13 @@ stepping finished rows until its longest row ends; that work is not counted).
 
 - baseline: `model.generate` on one prompt at a time, KV cache on;
 - `TransformersGenerator.generate` (sort by length, left-padded batches) at each batch size;
-- `--backend vllm` (GPU): also vLLM's offline engine on all prompts at once.
+- `--backend vllm` (GPU): also vLLM's offline engine on all prompts at once;
+- `--compare-dtype bfloat16`: the generator again with bfloat16 weights (`precision: bf16`) at the
+  default profile's batch size, beside the `--dtype` run.
+
+MFU = 2 N FLOPs per prefilled (non-padding prompt) and per generated token over the time, against
+the matmul peak (bench/bench_peak.py); N = the model's parameter count. Decoding one token per row
+per step is memory-bound, so generation's MFU sits far below training's.
 
     python bench/bench_generation.py            # SmolLM2, 64 prompts, batch 1..64 (~10 min, 2 cores)
     python bench/bench_generation.py --quick    # tiny random model, seconds
@@ -82,12 +88,13 @@ class TokenCounter:
     """Wraps a model's `generate` to see each batch's output ids (it changes nothing it passes on)."""
 
     def __init__(self, model, eos: set[int]):
-        self.inner, self.eos, self.tokens = model.generate, eos, 0
+        self.inner, self.eos, self.tokens, self.prefill = model.generate, eos, 0, 0
         model.generate = self
 
     def __call__(self, *args, **kwargs):
         out = self.inner(*args, **kwargs)
         width = kwargs["input_ids"].shape[1]
+        self.prefill += int(kwargs["attention_mask"].sum()) if "attention_mask" in kwargs else int(kwargs["input_ids"].numel())
         self.tokens += sum(count_to_eos(row, self.eos) for row in out[:, width:].tolist())
         return out
 
@@ -110,7 +117,7 @@ def run_transformers(args, model_dir: Path, chats, results: dict) -> None:
                                       batch_size=bs, seed=0)
 
         def once():
-            counter.tokens = 0
+            counter.tokens = counter.prefill = 0
             replies = gen.generate(chats, settings, n=1, progress=False)
             return counter.tokens, replies
 
@@ -118,10 +125,31 @@ def run_transformers(args, model_dir: Path, chats, results: dict) -> None:
         tokens, replies = t["result"]
         same = sum(a == [b] for a, b in zip(replies, base_replies)) / len(base_replies)
         results[f"batch_{bs}"] = {"tokens": tokens, "median_s": t["median_s"], "runs_s": t["runs_s"],
-                                  "tokens_per_s": tokens / t["median_s"], "same_text_as_baseline": same}
+                                  "tokens_per_s": tokens / t["median_s"], "same_text_as_baseline": same,
+                                  "prefill_tokens": counter.prefill, "dtype": args.dtype}
         print(f"generator batch {bs}: {tokens} tokens, {tokens / t['median_s']:.1f} tokens/s, "
               f"{same:.0%} identical to one-at-a-time")
     gen.model.generate = counter.inner
+    results["n_params"] = gen.model.num_parameters()
+    if args.compare_dtype not in (None, "none", args.dtype):
+        bs = 32 if 32 in args.batch_sizes else max(args.batch_sizes)
+        other = TransformersGenerator(str(model_dir), device=args.device, dtype=args.compare_dtype)
+        other_counter = TokenCounter(other.model, eos)
+        settings = GenerationSettings(max_new_tokens=args.max_new_tokens, temperature=0.0, top_p=1.0,
+                                      batch_size=bs, seed=0)
+        other.generate(chats[:2], settings, n=1, progress=False)  # warm-up
+
+        def once_other():
+            other_counter.tokens = other_counter.prefill = 0
+            return other_counter.tokens, other.generate(chats, settings, n=1, progress=False)
+
+        t = timed(once_other, args.repeats, args.budget_s)
+        tokens = other_counter.tokens
+        results[f"{args.compare_dtype}_batch_{bs}"] = {
+            "tokens": tokens, "median_s": t["median_s"], "runs_s": t["runs_s"], "tokens_per_s": tokens / t["median_s"],
+            "prefill_tokens": other_counter.prefill, "dtype": args.compare_dtype}
+        print(f"generator {args.compare_dtype} batch {bs}: {tokens / t['median_s']:.1f} tokens/s")
+        del other
     if args.continuous:
         run_continuous(args, gen, chats, eos, base_replies, results)
 
@@ -207,6 +235,9 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--dtype", default="float32", help="transformers weights dtype")
     ap.add_argument("--vllm-dtype", default="bfloat16")
+    ap.add_argument("--compare-dtype", default="bfloat16",
+                    help="the generator again in this dtype at batch 32 (default bfloat16; 'none' skips)")
+    ap.add_argument("--peak-name", default=None, help="bench_peak results file for MFU (default peak / peak_gpu)")
     ap.add_argument("--model", type=Path, default=None, help="a checkpoint directory (default: SmolLM2)")
     ap.add_argument("--name", default=None, help="results file name (default generation[_vllm])")
     args = ap.parse_args(argv)
@@ -224,6 +255,7 @@ def main(argv=None) -> int:
 
     base = results["one_at_a_time"]["tokens_per_s"]
     batched = {k: v for k, v in results.items() if k.startswith("batch_")}
+    compared = {k: v for k, v in results.items() if "_batch_" in k}
     best_key = max(batched, key=lambda k: batched[k]["tokens_per_s"])
     best = batched[best_key]["tokens_per_s"]
     figures = [figure("model", label), figure("prompts", len(chats)),
@@ -234,6 +266,21 @@ def main(argv=None) -> int:
     figures.append(figure(f"best batch ({best_key[6:]}) / one-at-a-time", round(best / base, 2), "x"))
     if "batch_32" in batched:  # the default profile's batch size
         figures.append(figure("batch 32 / one-at-a-time", round(batched["batch_32"]["tokens_per_s"] / base, 2), "x"))
+    from bench_peak import peak
+    peaks, n = peak(args.device, name=args.peak_name, quick=args.quick), results["n_params"]
+    figures.append(figure("parameters N (2 N FLOPs per prefilled or generated token)", n))
+    for key, v in {**batched, **compared}.items():
+        flops = 2 * n * (v["tokens"] + v["prefill_tokens"]) / v["median_s"]
+        v.update(flops=flops, mfu=flops / peaks["bfloat16"], mfu_own_dtype=flops / peaks[v["dtype"]])
+        figures.append(figure(f"{v['dtype']} {key.replace('_', ' ')}: GFLOP/s, MFU of bf16 peak (of {v['dtype']} peak)",
+                              f"{flops / 1e9:.1f}, {v['mfu']:.1%} ({v['mfu_own_dtype']:.1%})"))
+    for key, v in compared.items():
+        bs = key.rsplit("_", 1)[1]
+        figures.append(figure(f"{v['dtype']} / {args.dtype} at batch {bs}",
+                              round(v["tokens_per_s"] / batched[f"batch_{bs}"]["tokens_per_s"], 2), "x"))
+        targets_extra = target(f"generation tokens/s, {v['dtype']} vs {args.dtype} (batch {bs})",
+                               round(v["tokens_per_s"] / batched[f"batch_{bs}"]["tokens_per_s"], 2), 2.0, ">=", "x")
+        results.setdefault("extra_targets", []).append(targets_extra)
     if "continuous" in results:
         c = results["continuous"]
         figures.append(figure("candidate: transformers continuous batching (generate_batch)",
@@ -243,7 +290,7 @@ def main(argv=None) -> int:
         figures.append(figure("vLLM", round(results["vllm"]["tokens_per_s"], 1), "tokens/s"))
         figures.append(figure("vLLM / best transformers batch", round(results["vllm"]["tokens_per_s"] / best, 2), "x"))
     targets = [target("generator tokens/s vs one-at-a-time (best batch size)", round(best / base, 2),
-                      TARGET_SPEEDUP, ">=", "x")]
+                      TARGET_SPEEDUP, ">=", "x")] + results.pop("extra_targets", [])
     write_result(args.name or ("generation_vllm" if args.backend == "vllm" else "generation"),
                  "Generation throughput", figures, targets, quick=args.quick, details=results,
                  notes=["Greedy decoding on both sides; tokens counted up to and including the first EOS.",

@@ -15,7 +15,15 @@ one max_length, 1024, everywhere; logging every step, to read the losses):
 - SFT +padding_free: project_malloc with padding_free=True (the batch becomes one sequence; its
                     first loss is compared with project_malloc's to check attention stays per example);
 - DPO +precompute:  project_malloc with precompute_ref_log_probs=True; the precompute (done in the
-                    trainer's constructor) is charged to the timed steps pro rata.
+                    trainer's constructor) is charged to the timed steps pro rata;
+- *_bf16:           the same under bf16 autocast over float32 master weights (`precision: bf16`,
+                    cosalign.core.precision): project_malloc_bf16, and for SFT
+                    project_malloc_bf16_padding_free, the default profile's settings on a bf16 CPU.
+
+MFU = achieved FLOP/s / the matmul peak of the variant's compute dtype (bench/bench_peak.py), with
+6 N FLOPs per trained token (N = the policy's parameter count; DPO's frozen reference forward,
+another 2 N per token, is not counted, so DPO's MFU understates the work done). The physical limit
+in tokens/s is the bf16 peak / 6 N.
 
     python bench/bench_training.py            # SmolLM2, 6 steps of batch 4 per variant (~14 min, 2 cores)
     python bench/bench_training.py --quick    # tiny random model, seconds per variant
@@ -39,13 +47,18 @@ from common import MALLOC_ENV, bench_env, figure, model_for, scratch_dir, target
 
 TARGET_SPEEDUP = 1.3
 VARIANTS = {
-    "sft": ["trl_defaults", "project", "project_malloc", "project_malloc_padding_free"],
-    "dpo": ["trl_defaults", "project", "project_malloc", "project_malloc_precompute"],
+    "sft": ["trl_defaults", "project", "project_malloc", "project_malloc_padding_free", "project_malloc_bf16",
+            "project_malloc_bf16_padding_free"],
+    "dpo": ["trl_defaults", "project", "project_malloc", "project_malloc_precompute", "project_malloc_bf16"],
 }
+TODAY = "project_malloc"  # the settings before `precision` and padding-free SFT: float32, padded
+NEW = {"sft": "project_malloc_bf16_padding_free", "dpo": "project_malloc_bf16"}
+TARGET_BF16_SPEEDUP, TARGET_MFU = 2.0, 0.5
 GPU_VARIANTS = {
     "sft": ["trl_defaults", "project", "project_padding_free"],
     "dpo": ["trl_defaults", "project", "project_precompute"],
 }
+GPU_NEW = {"sft": "project_padding_free", "dpo": "project"}
 LEARNING_RATE = {"sft": 1e-5, "dpo": 5e-7}
 
 
@@ -71,7 +84,7 @@ def worker(args) -> dict:
     # tokenisations differently), so every variant trains on exactly the same tokens.
     common = dict(max_steps=args.steps, per_device_train_batch_size=args.batch, learning_rate=LEARNING_RATE[stage],
                   max_length=1024, include_num_input_tokens_seen="non_padding", disable_tqdm=True,
-                  bf16=args.bf16)
+                  bf16=args.bf16 or "_bf16" in variant)
     if variant == "trl_defaults":
         kwargs = dict(output_dir=str(out_dir), use_cpu=use_cpu, report_to="none",
                       save_strategy="no", logging_steps=1, seed=0, data_seed=0, **common)
@@ -115,6 +128,7 @@ def worker(args) -> dict:
     init_s = time.perf_counter() - started
     trainer.train()
     return {"stage": stage, "variant": variant, "init_s": init_s, "steps": timer.rows,
+            "bf16": bool(config.bf16), "n_params": int(trainer.accelerator.unwrap_model(trainer.model).num_parameters()),
             "gradient_checkpointing": bool(getattr(config, "gradient_checkpointing", False)
                                            or getattr(config, "activation_checkpointing", False)),
             "malloc_env": {k: os.environ.get(k) for k in MALLOC_ENV},
@@ -151,6 +165,26 @@ def summarize(res: dict, warmup: int, precompute_s: float = 0.0) -> dict:
             "s_per_step": seconds / len(timed), "first_loss": steps[0].get("loss") if steps else None}
 
 
+def efficiency(summary: dict, results: dict, peaks: dict, device: str) -> list[dict]:
+    """MFU per variant (6 N FLOPs per trained token over the matmul peak of its compute dtype), and
+    the physical limit in tokens/s (the bf16 peak / 6 N). Adds `mfu` to each summary row."""
+    figures = []
+    n_params = next((r["n_params"] for r in results.values() if "n_params" in r), None)
+    if not n_params:
+        return figures
+    figures.append(figure("parameters N (6 N FLOPs per trained token)", n_params))
+    for dtype in ("float32", "bfloat16"):
+        figures.append(figure(f"physical limit at the {dtype} matmul peak ({peaks[dtype] / 1e9:.1f} GFLOP/s, {device})",
+                              round(peaks[dtype] / (6 * n_params), 1), "tokens/s"))
+    for key, s in summary.items():
+        dtype = "bfloat16" if results[key].get("bf16") else "float32"
+        flops = s["tokens_per_s"] * 6 * n_params
+        s.update(flops=flops, mfu=flops / peaks["bfloat16"], mfu_own_dtype=flops / peaks[dtype])
+        figures.append(figure(f"{key.replace('/', ' ').upper().split()[0]} {key.split('/')[1]}: GFLOP/s, MFU of bf16 peak "
+                              f"(of {dtype} peak)", f"{flops / 1e9:.1f}, {s['mfu']:.1%} ({s['mfu_own_dtype']:.1%})"))
+    return figures
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true")
@@ -162,6 +196,8 @@ def main(argv=None) -> int:
     ap.add_argument("--bf16", action="store_true", help="bf16 autocast in every variant (GPU; default fp32)")
     ap.add_argument("--model", type=Path, default=None, help="a checkpoint directory (default: SmolLM2)")
     ap.add_argument("--name", default="training")
+    ap.add_argument("--variants", default=None, help="comma-separated subset of the variants (default: all)")
+    ap.add_argument("--peak-name", default=None, help="bench_peak results file for MFU (default peak / peak_gpu)")
     # worker mode (internal)
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--stage", help=argparse.SUPPRESS)
@@ -177,6 +213,13 @@ def main(argv=None) -> int:
     args.warmup = args.warmup if args.warmup is not None else (1 if args.quick else 2)
     if args.device != "cpu":  # the glibc settings are a CPU matter: on GPU the options go on `project`
         VARIANTS.update(GPU_VARIANTS)
+        NEW.update(GPU_NEW)
+    from bench_peak import peak
+    peaks = peak(args.device, name=args.peak_name, quick=args.quick)
+    if args.variants:
+        keep = args.variants.split(",")
+        for stage in VARIANTS:
+            VARIANTS[stage] = [v for v in VARIANTS[stage] if v in keep or v == "trl_defaults"]
 
     from cosalign.core.io import write_parquet
     from synthetic import preferences_frame
@@ -219,6 +262,16 @@ def main(argv=None) -> int:
         targets.append(target(f"{stage.upper()} tokens/s, project CPU settings vs TRL defaults",
                               round(ours["tokens_per_s"] / ref["tokens_per_s"], 2) if ours and ref else None,
                               TARGET_SPEEDUP, ">=", "x"))
+    figures += efficiency(summary, results, peaks, args.device)
+    for stage in args.stages.split(","):
+        today, new = summary.get(f"{stage}/{TODAY if args.device == 'cpu' else 'project'}"), summary.get(f"{stage}/{NEW[stage]}")
+        if args.device == "cpu":
+            targets.append(target(f"{stage.upper()} tokens/s, {NEW[stage]} vs today's {TODAY} (float32)",
+                                  round(new["tokens_per_s"] / today["tokens_per_s"], 2) if new and today else None,
+                                  TARGET_BF16_SPEEDUP, ">=", "x"))
+        if new and "mfu" in new:
+            targets.append(target(f"{stage.upper()} MFU of {NEW[stage]} (of the bf16 peak)", round(new["mfu"], 3),
+                                  TARGET_MFU, ">="))
     pf, pm = next(((summary[k], summary[k.rsplit("_padding_free", 1)[0]]) for k in summary
                    if k.endswith("_padding_free") and k.rsplit("_padding_free", 1)[0] in summary), (None, None))
     if pf and pm and pf["first_loss"] is not None and pm["first_loss"] is not None:

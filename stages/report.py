@@ -22,6 +22,7 @@ def main() -> None:
     ap.add_argument("--report-out", default=paths.REPORT)
     ap.add_argument("--plots-dir", default=paths.PLOTS_DIR)
     ap.add_argument("--taxonomy", default=paths.TAXONOMY)
+    ap.add_argument("--judge-quality", default=paths.JUDGE_QUALITY)
     args = ap.parse_args()
     # Only the model names and the seed: the report does not depend on how each model was evaluated
     # (dvc.yaml lists those params), and files of models dropped from params may linger in eval-dir.
@@ -33,7 +34,7 @@ def main() -> None:
                          items_out=args.items_out, metrics_out=args.metrics_out,
                          report_out=args.report_out, plots_dir=args.plots_dir,
                          breakdown_out=args.breakdown_out, seed=seed, baseline=r.baseline, pngs=r.png,
-                         taxonomy=Taxonomy.load(args.taxonomy))
+                         taxonomy=Taxonomy.load(args.taxonomy), judge_quality_path=args.judge_quality)
     print(json.dumps({m: {k: g["cosa_score"] for k, g in v.items()} for m, v in metrics.items()}))
 
 

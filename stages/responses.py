@@ -1,6 +1,6 @@
 """Stage responses: several replies per (config, prompt) -> data/responses.parquet."""
 
-from cosalign.core import paths
+from cosalign.core import paths, precision
 from cosalign.core.io import read_parquet, write_parquet
 from cosalign.core.stage import run_stage, stage_params
 from cosalign.registry.source import pulled
@@ -12,7 +12,7 @@ def main() -> None:
         return
     p = stage_params("responses", ResponsesParams)
     df = generate_responses(read_parquet(paths.PROMPTS), read_parquet(paths.CONFIGS),
-                            p, paths.BASE_MODEL)
+                            p, paths.BASE_MODEL, precision=precision.top_level()["resolved"])
     write_parquet(df, paths.RESPONSES)
     print(f"responses: {len(df)} ({(df['source'] == 'template').sum()} templated)")
 

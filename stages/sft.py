@@ -9,6 +9,7 @@ import json
 import sys
 
 from cosalign.core import paths
+from cosalign.core.params import load_params
 from cosalign.core.stage import run_stage, stage_params
 from cosalign.cosa.taxonomy import Taxonomy
 from cosalign.training import TrainingParams, train_sft
@@ -24,7 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reports", default=paths.TRAIN_REPORTS)
     ap.add_argument("--params", default="params.yaml")
     args = ap.parse_args(argv)
-    params = stage_params("sft", TrainingParams, path=args.params)
+    compute = load_params(args.params).get("precision", "fp32")  # top-level: auto | bf16 | fp32
+    params = stage_params("sft", TrainingParams, path=args.params, compute=compute)
     code = relaunch_if_needed(params.accelerate_config, __file__, argv, "sft.accelerate_config")
     if code is not None:
         return code

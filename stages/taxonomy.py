@@ -1,6 +1,6 @@
 """Stage taxonomy: the paper's categories, params' extras and the clustering report -> data/taxonomy.json."""
 
-from cosalign.core import paths
+from cosalign.core import paths, precision
 from cosalign.core.io import read_parquet, write_json
 from cosalign.core.stage import run_stage, stage_params
 from cosalign.registry.source import pulled
@@ -13,7 +13,8 @@ def main() -> None:
         return
     p = stage_params("taxonomy", TaxonomyParams)
     prompts = read_parquet(paths.PROMPTS, columns=["prompt"])
-    result = validate_taxonomy(derive_taxonomy(prompts, p), paths.TAXONOMY)
+    result = validate_taxonomy(derive_taxonomy(prompts, p, precision=precision.top_level()["resolved"]),
+                               paths.TAXONOMY)
     write_json(result, paths.TAXONOMY)
     d = result["derivation"]
     print(f"taxonomy: {d['n_clusters']} clusters, {d['mapped_share']:.0%} of prompts mapped, "

@@ -11,11 +11,13 @@ A stage uses:
   every package on the way;
 - resources: the package files a reached module opens (RESOURCES: config templates, benchmark
   specs, card templates);
-- data: the path-map entries (cosalign.core.paths) its script names, and every path its params
-  name (a git-tracked file or folder, or a pipeline output), including the file-valued defaults of
-  the judge it is configured with; params are read from params.yaml and every profile, so a path
-  any profile uses is a dep. Library functions take their input paths as arguments: the library
-  modules that name a path-map entry, and why, are listed in LIBRARY_PATH_USES.
+- data: the path-map entries (cosalign.core.paths) its script names (a folder it reads only some
+  files of: those files, MAP_FOLDER_FILES), and every path its params name (a git-tracked file or
+  folder, or a pipeline output), including the file-valued defaults of the judge it is configured
+  with (or of another stage's judge, JUDGE_SECTION); params are read from params.yaml and every
+  profile, so a path any profile uses is a dep. Library functions take their input paths as
+  arguments: the library modules that name a path-map entry, and why, are listed in
+  LIBRARY_PATH_USES.
 A stage's own outputs are not its deps. tests/test_dvc_deps.py compares this with dvc.yaml.
 """
 
@@ -48,15 +50,28 @@ RESOURCES = {
 # choosing one (or editing one) is tracked even in profiles that leave the param unset.
 OPTION_DIRS = {("sft", "accelerate_config"): "configs/accelerate",
                ("dpo", "accelerate_config"): "configs/accelerate"}
+# A stage whose judge is another stage's: judge_quality measures prompt_labels.judge.
+JUDGE_SECTION = {"judge_quality": "prompt_labels"}
+# Path-map folders a script names of which it reads only some files: the files, from the params
+# (a list of params dicts, one per profile). judges.quality reads prompts_/triples_<split>.jsonl.
+MAP_FOLDER_FILES = {
+    "JUDGE_EVAL": lambda params: sorted(
+        f"{_paths().JUDGE_EVAL}/{kind}_{split}.jsonl" for kind in ("prompts", "triples")
+        for split in {(p.get("judge_quality") or {}).get("split", "eval") for p in params}),
+}
 # Library modules that name a path-map entry, and why that is not an input they open by themselves.
 LIBRARY_PATH_USES = {
     "cosalign.registry.source": "paths.ALL: where a stage's own artifact goes when pulled from the Hub",
     "cosalign.core.workqueue": "WORK_ROOT: checkpoints outside DVC's outputs, not an input",
-    "cosalign.data.judging": "labels in errors and validation; the stage passes the files it reads",
+    "cosalign.data.judging": "labels in errors and validation; the stage passes the files it reads; "
+                             "with_fit_data adds JUDGE_TRAIN, the rules judge's own default (judge_inputs)",
     "cosalign.data.prompts": "label in validation errors",
     "cosalign.data.responses": "label in validation errors",
     "cosalign.evaluation.benchmarks": "labels for the prompts frame the caller read",
-    "cosalign.judges.rules": "DEFAULT_SEED: a judge option's default, counted as the judge's input",
+    "cosalign.judges.rules": "DEFAULT_TRAIN, DEFAULT_JUDGE_TRAIN: judge option defaults, counted as the judge's inputs",
+    "cosalign.judges.quality": "EVAL_DIR: the default root; the stage passes paths.JUDGE_EVAL (MAP_FOLDER_FILES)",
+    "cosalign.evaluation.evaluate": "the preferences_path default; the stage passes paths.PREFERENCES",
+    "cosalign.cli.judge_eval": "the --data default (the CLI, not a stage)",
     "cosalign.cli.eval": "the --prompts default (the CLI, not a stage)",
     "cosalign.evaluation.readme_results": "the metrics default of its own command (not a stage)",
     "cosalign.cli.publish": "paths.ALL: the artifacts it can publish (the CLI, not a stage)",
@@ -196,13 +211,15 @@ def _judge_sections(node):
 
 
 def judge_inputs(judge: dict) -> set[str]:
-    """Repo files a configured judge reads: its options' values and defaults that are repo paths."""
+    """Repo files a configured judge reads: its options' values and defaults that are repo paths
+    (a list-valued option, like the rules judge's extra_train, counts each of its items)."""
     from cosalign.judges.base import backend_class
 
     sig = inspect.signature(backend_class(judge["name"]).__init__)
     values = {k: p.default for k, p in sig.parameters.items() if k != "self"}
     values.update({k: v for k, v in judge.items() if k != "name"})
-    return {p for p in map(repo_path, values.values()) if p}
+    flat = [x for v in values.values() for x in (v if isinstance(v, (list, tuple)) else [v])]
+    return {p for p in map(repo_path, flat) if p}
 
 
 def param_inputs(stage: str, section: dict, item: dict | None = None) -> set[str]:
@@ -221,16 +238,23 @@ def param_inputs(stage: str, section: dict, item: dict | None = None) -> set[str
     return used
 
 
-def script_paths(script: str) -> set[str]:
-    """The path-map entries the stage script names (`paths.PROMPTS`, `paths.eval_items(...)`)."""
+def _paths():
     from cosalign.core import paths
+    return paths
 
+
+def script_paths(script: str, params: list[dict] | None = None) -> set[str]:
+    """The path-map entries the stage script names (`paths.PROMPTS`, `paths.eval_items(...)`;
+    for a folder in MAP_FOLDER_FILES, the files of it the params choose)."""
+    paths = _paths()
     tree = ast.parse((REPO / script).read_text(encoding="utf-8"))
     out = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "paths":
             value = getattr(paths, node.attr)
-            if isinstance(value, str):
+            if node.attr in MAP_FOLDER_FILES:
+                out |= set(MAP_FOLDER_FILES[node.attr](all_params() if params is None else params))
+            elif isinstance(value, str):
                 out.add(value)
             elif node.attr == "eval_items":
                 out.add(paths.eval_items("${key}"))
@@ -271,8 +295,11 @@ def used_files(name: str, stage: dict, params: list[dict] | None = None) -> dict
         entry = RESOURCES.get(m, [])
         resources |= set(entry(params) if callable(entry) else entry)
     section = name  # a stage reads the params section named after it (evaluate@MODEL: evaluate)
-    data = set(script_paths(script))
+    data = set(script_paths(script, params))
     for p in params:
+        if name in JUDGE_SECTION:
+            for judge in _judge_sections(p.get(JUDGE_SECTION[name]) or {}):
+                data |= judge_inputs(judge)
         sec = p.get(section) or {}
         if "foreach" in stage:
             for item in (sec.get("models") or {}).values():

@@ -16,10 +16,10 @@ from cosalign.data.judging import ResponseJudging
 
 
 def judge_responses(responses: pd.DataFrame, prompts: pd.DataFrame, judge_params: dict,
-                    work_batch_size: int, taxonomy: Taxonomy = PAPER) -> pd.DataFrame:
+                    work_batch_size: int, taxonomy: Taxonomy = PAPER, protocol: str = "cosalign") -> pd.DataFrame:
     """data/judgments.parquet as one validated frame: one verdict per response, in response order
     (`ResponseJudging` over frames already in memory)."""
     run = ResponseJudging(lambda: [responses], dict(zip(prompts["prompt_id"], prompts["prompt"])),
-                          judge_params, work_batch_size, taxonomy=taxonomy)
+                          judge_params, work_batch_size, taxonomy=taxonomy, protocol=protocol)
     out = pd.concat(list(run), ignore_index=True)
     return schemas.validate(out, "judgments", paths.JUDGMENTS, taxonomy=taxonomy)

@@ -112,3 +112,13 @@ def test_resource_table_is_complete():
     for entry in D.RESOURCES.values():
         for f in entry(D.all_params()) if callable(entry) else entry:
             assert (D.REPO / f).is_file(), f
+
+
+def test_a_folder_the_script_names_counts_only_the_files_params_choose():
+    """judge_quality names paths.JUDGE_EVAL but reads one split's files (MAP_FOLDER_FILES), and its
+    judge is prompt_labels' (JUDGE_SECTION): the rules judge's fitting files are its inputs."""
+    stage = D.dvc_stages()["judge_quality"]
+    params = [{"judge_quality": {"split": "dev"}, "prompt_labels": {"judge": {"name": "rules"}}}]
+    assert D.used_files("judge_quality", stage, params)["data"] == {
+        "data/judge_eval/prompts_dev.jsonl", "data/judge_eval/triples_dev.jsonl",
+        "data/judge_train/prompts.jsonl", "data/prompts.parquet"}

@@ -156,6 +156,9 @@ def test_report_metrics_reproduce_from_items(evaluated, tmp_path):
     assert "0.408" in md  # the paper's reference table is there for context
     per = pd.read_csv(tmp_path / "plots" / "cosa_by_config.csv")
     assert len(per) == 3 * 2 and {"label", "model", "config_id", "cosa_score"} <= set(per.columns)
+    assert {"config", "lo", "hi"} <= set(per.columns)  # the dvc plots bars and their intervals
+    scored = per.dropna(subset=["cosa_score"])
+    assert ((scored["lo"] <= scored["cosa_score"]) & (scored["cosa_score"] <= scored["hi"])).all()
     bd = pd.read_csv(tmp_path / "plots" / "breakdown.csv")
     assert set(bd["kind"]) == {"helpful_safe", "helpful_unsafe", "not_helpful"}
     for (model, group), g in bd.groupby(["model", "group"]):  # the three shares add up to 1

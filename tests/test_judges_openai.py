@@ -136,7 +136,7 @@ def test_dry_run_calls_nothing_and_counts_uncached(server, judge_for):
 
 
 def test_max_calls_is_checked_before_any_call(server, judge_for):
-    with pytest.raises(CallBudgetExceeded, match="3 uncached item.*max_calls is 2"):
+    with pytest.raises(CallBudgetExceeded, match="3 uncached judge call.*max_calls is 2"):
         judge_for(server, max_calls=2).judge_responses(ITEMS)
     assert server.calls == 0
 

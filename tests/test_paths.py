@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parent.parent
 PATH_MAP = REPO / "src/cosalign/core/paths.py"
 ARTIFACT_PATH = re.compile(r"^(\./)?(data|models|reports)/")
 # Map entries that are inputs kept in git or scratch space, not stage outputs.
-NOT_OUTPUTS = {"SEED_PROMPTS", "SEED_FEWSHOT", "WORK_ROOT"}
+NOT_OUTPUTS = {"SEED_PROMPTS", "SEED_FEWSHOT", "JUDGE_TRAIN", "JUDGE_EVAL", "WORK_ROOT"}
 # Map entries that are folders a stage writes several outputs into.
 OUTPUT_DIRS = {"TRAIN_REPORTS", "EVAL_DIR", "PLOTS_DIR"}
 
@@ -92,4 +92,4 @@ def test_dvc_outs_are_the_maps_paths():
 
 @pytest.mark.parametrize("name", sorted(NOT_OUTPUTS - {"WORK_ROOT"}))
 def test_seed_inputs_exist(name):
-    assert (REPO / getattr(paths, name)).is_file()
+    assert (REPO / getattr(paths, name)).exists()

@@ -456,4 +456,4 @@ def test_serve_with_a_missing_model_is_one_line(tmp_path, capsys):
     assert main(["serve", "--model", str(missing), "--keys", str(keys_file),
                  "--configs-dir", str(reg)]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith(f"error: --model {missing}: cannot load the model") and "\n" not in err
+    assert err.startswith(f"error: {missing}: ") and "does not exist" in err and "\n" not in err

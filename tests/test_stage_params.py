@@ -20,6 +20,7 @@ from cosalign.data.responses import ResponsesParams
 from cosalign.data.taxonomy import TaxonomyParams
 from cosalign.evaluation.evaluate import EvaluateParams
 from cosalign.evaluation.report import ReportParams
+from cosalign.judges.quality import JudgeQualityParams
 from cosalign.models.base_model import BaseModelParams
 from cosalign.training import TrainingParams
 
@@ -27,7 +28,8 @@ REPO = Path(__file__).resolve().parent.parent
 CLASSES = {"base_model": BaseModelParams, "prompts": PromptsParams, "taxonomy": TaxonomyParams,
            "prompt_labels": PromptLabelsParams, "configs": ConfigsParams, "responses": ResponsesParams,
            "judgments": JudgmentsParams, "preferences": PreferencesParams, "sft": TrainingParams,
-           "dpo": TrainingParams, "evaluate": EvaluateParams, "report": ReportParams}
+           "dpo": TrainingParams, "evaluate": EvaluateParams, "report": ReportParams,
+           "judge_quality": JudgeQualityParams}
 PROFILES = sorted(p.stem for p in (REPO / "profiles").glob("*.yaml") if p.stem != "base")
 
 
@@ -73,9 +75,41 @@ def test_every_stage_script_goes_through_the_runner():
      "evaluate.models.m.checkpoint", "missing value"),
     (ReportParams, {"baseline": None, "png": "yes"}, "report.png", "expected bool"),
     (ReportParams, {"png": True}, "report.baseline", "missing value"),
+    (JudgeQualityParams, {"split": "test"}, "judge_quality.split", "must be one of"),
+    (PreferencesParams, {"seed": 0, "cosalign_train": {"on_mismatch": "ignore"}},
+     "preferences.cosalign_train.on_mismatch", "'raise' or 'recompute'"),
+    (PreferencesParams, {"seed": 0, "cosalign_train": {"path": "x.parquet"}},
+     "preferences.cosalign_train.path", "unknown key"),
 ])
 def test_bad_values_fail_naming_the_key(cls, section, key, message):
     name = key.split(".")[0]
     with pytest.raises(InputError) as err:
         from_section(cls, section, name)
     assert f"field '{key}'" in str(err.value) and message in str(err.value)
+
+
+@pytest.mark.parametrize("system, key, message", [
+    ({"padding_free": "yes"}, "sft.system.padding_free", "expected bool"),
+    ({"save_steps": -1}, "sft.system.save_steps", ">= 0"),
+    ({"report_to": 3}, "sft.system.report_to", "expected str or list"),
+])
+def test_training_system_keys_fail_naming_the_key(system, key, message):
+    with pytest.raises(InputError) as err:
+        TrainingParams.from_dict({"optim": {"learning_rate": 1.0e-5}, "system": system}, "sft")
+    assert f"field '{key}'" in str(err.value) and message in str(err.value)
+
+
+def test_top_level_protocol_and_precision_fail_naming_their_key(tmp_path, monkeypatch):
+    from cosalign.core import precision
+    from cosalign.core.params import protocol
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text("protocol: papers\nprecision: fp16\n")
+    with pytest.raises(InputError, match="field 'protocol'.*'papers'"):
+        protocol()
+    with pytest.raises(InputError, match="field 'precision'.*'fp16'"):
+        precision.top_level()
+    with pytest.raises(InputError, match="field 'precision'"):  # what the training stages pass on
+        TrainingParams.from_dict({"optim": {"learning_rate": 1.0e-5}}, "sft", compute="fp16")
+    (tmp_path / "params.yaml").write_text("protocol: paper\nprecision: bf16\n")
+    assert protocol() == "paper" and precision.top_level()["setting"] == "bf16"

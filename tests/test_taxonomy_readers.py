@@ -237,18 +237,19 @@ def test_rules_judge_labels_an_added_category_from_its_description(seed_file, tm
     from cosalign.judges.classifier import fit_key
     from cosalign.judges.rules import allowed_in_config
 
-    opts = {"name": "rules", "progress": False, "cv_folds": 2, "seed_path": str(seed_file),
-            "cache_dir": str(tmp_path)}
+    opts = {"name": "rules", "progress": False, "cv_folds": 2, "train_path": str(seed_file),
+            "extra_train": [], "cache_dir": str(tmp_path)}
     judge = make_judge(opts, TAX)
     assert judge.bundle["names"] == list(TAX.names)
     [verdict] = judge.label_prompts([EXTRA_DESC])
     assert verdict.valid and EXTRA in verdict.risk_categories
     paper = make_judge(opts)
     assert paper.judge_id != judge.judge_id  # another label space, another fitted classifier
-    # the paper taxonomy's cache key is what it was before taxonomies could change (byte-identical runs)
-    settings = {"split_seed": 0, "test_fraction": 0.2, "C": 10.0, "threshold": 0.5,
-                "fallback_threshold": "cv", "cv_folds": 2, "seed": 0}
-    key = fit_key(seed_file.read_bytes(), settings)
+    # the paper taxonomy's cache key leaves the taxonomy out (its judge id does not move)
+    from cosalign.judges.classifier import read_fit_rows
+    settings = {"C": 10.0, "gate_C": 3.0, "threshold": 0.5, "gate_threshold": 0.6, "tfidf_weight": 1.0,
+                "gate_tfidf_weight": 2.0, "cv_folds": 2, "seed": 0}
+    key = fit_key(read_fit_rows(seed_file), settings)
     assert any(p.name.endswith(f"{key[:16]}.joblib") for p in tmp_path.glob("*.joblib"))
     assert allowed_in_config(f"You may discuss:\n- {EXTRA}: ...", TAX) == [EXTRA]
     assert allowed_in_config(f"You may discuss:\n- {EXTRA}: ...", PAPER) == []

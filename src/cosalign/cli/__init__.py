@@ -14,6 +14,7 @@ COMMANDS: dict[str, str] = {
     "label": "label the prompts of a CSV/JSONL/parquet file with a judge",
     "profile": "write params.yaml from a profile (default, tiny, paper): use, show, list",
     "eval": "evaluate any chat model on a benchmark (CoSA-Score)",
+    "judge-eval": "measure a judge on the judge-evaluation set (reports/judge.json's record)",
     "publish": "publish the pipeline's artifacts to a Hugging Face Hub namespace",
     "pull": "pull a published artifact by pinned revision into data/ or models/",
     "config": "manage reviewed safety configs (new, review, approve, list, show)",
@@ -26,7 +27,10 @@ def _module(name: str):
 
 
 def build_parser(argv) -> argparse.ArgumentParser:
+    from cosalign import __version__
+
     parser = argparse.ArgumentParser(prog="cosalign", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"cosalign {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     wanted = next((a for a in argv if not a.startswith("-")), None)
     for name, help_text in COMMANDS.items():

@@ -79,7 +79,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--to", dest="new", required=True, metavar="ID@VER")
 
 
+READS_REGISTRY = ("review", "approve", "retire", "list", "show")
+
+
+def _check_paths(args) -> None:
+    """Every path a command reads must be there (`new` and `keys add` create theirs)."""
+    from cosalign.cli.checks import require
+
+    if args.action in READS_REGISTRY or getattr(args, "keys_action", None) == "rebind":
+        require(args.configs_dir, "--configs-dir: safety config registry")
+    if getattr(args, "text_file", None):
+        require(args.text_file, "--text-file: config text file")
+    if getattr(args, "keys_action", None) in ("list", "revoke", "rebind"):
+        require(args.keys, "--keys: keys file")
+
+
 def run(args) -> int:
+    _check_paths(args)
     try:
         if args.action == "keys":
             return _keys(args)

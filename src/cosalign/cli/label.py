@@ -3,8 +3,10 @@
 INPUT is CSV, JSONL or parquet with a `prompt` column. OUTPUT gets one row per input row, in
 input order: prompt, risk_categories (a list; JSON text in CSV), valid, judge. The judge's
 options come from params.yaml's `prompt_labels.judge` section when it names the same backend,
-otherwise the backend's defaults (the rules judge then fits on the shipped seed prompts). The
-label space is `--taxonomy PATH`, else data/taxonomy.json when present, else the paper's.
+otherwise the backend's defaults (the rules judge then fits on the train split of
+data/prompts.parquet in the current directory: run it beside the pipeline's outputs, or set
+`train_path` in that section). The label space is `--taxonomy PATH`, else data/taxonomy.json when
+present, else the paper's.
 """
 
 from __future__ import annotations

@@ -24,8 +24,9 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    from cosalign.cli.checks import require
     from cosalign.registry.publish import PublishError, default_tag, publish
-    root = Path(args.root)
+    root = require(args.root, "--root: project directory")
     tag = args.tag or default_tag(root)
     try:
         for p in publish(args.namespace, root, args.artifacts, tag=tag, private=args.private):

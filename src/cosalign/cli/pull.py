@@ -33,8 +33,12 @@ def run(args) -> int:
     from huggingface_hub import constants
     from huggingface_hub.errors import HfHubHTTPError
 
+    from huggingface_hub import constants
+
+    from cosalign.cli.checks import require
     from cosalign.core.redact import redact
     from cosalign.registry.pull import import_url_command, pull
+    require(args.root, "--root: project directory")  # before anything is fetched
     where = f"{args.repo_id}@{args.revision}"
     try:
         entry = pull(args.repo_id, args.revision, args.root, out_path=args.out)

@@ -34,8 +34,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args) -> int:
     import uvicorn
 
+    from cosalign.cli.checks import require, require_local_or_hub
     from cosalign.serving import server
 
+    require_local_or_hub(args.model, "--model: checkpoint directory")
+    require(args.keys, "--keys: keys file (create keys with `cosalign config keys add`)")
+    require(args.configs_dir, "--configs-dir: safety config registry")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.debug_echo_prompt:
         print("warning: --debug-echo-prompt returns each safety config's text to callers",

@@ -39,6 +39,19 @@ class JudgeError(RuntimeError):
     """
 
 
+class DryRun(JudgeError):
+    """Raised by a judge in dry-run mode instead of calling: `calls` uncached items would be sent.
+
+    `estimate` (cosalign.judges.estimate.Estimate) adds tokens and cost; its line is the message.
+    Defined here, beside JudgeError, for the same reason: the stage runner reports it.
+    """
+
+    def __init__(self, calls: int, cached: int, total: int, estimate=None):
+        super().__init__(estimate.line() if estimate is not None else
+                         f"dry run: would make {calls} judge call(s); {cached} of {total} item(s) are cached")
+        self.calls, self.cached, self.total, self.estimate = calls, cached, total, estimate
+
+
 # mkstemp creates files readable by their owner only; artifacts get the usual umask-based mode.
 _UMASK = os.umask(0)
 os.umask(_UMASK)

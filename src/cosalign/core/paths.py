@@ -14,6 +14,8 @@ from dataclasses import dataclass
 # --- inputs kept in git ---------------------------------------------------------------------------
 SEED_PROMPTS = "data/seed/prompts.jsonl"  # the project's hand-labelled prompts (data/seed/README.md)
 SEED_FEWSHOT = "data/seed/fewshot.jsonl"  # demonstrations for the base_ica_5shot baseline
+JUDGE_TRAIN = "data/judge_train/prompts.jsonl"  # the rules judge's own fitting prompts (issue #15)
+JUDGE_EVAL = "data/judge_eval"  # the judge-evaluation set: prompts_/triples_{eval,dev}.jsonl (issue #15)
 
 # --- stage outputs, in pipeline order -------------------------------------------------------------
 BASE_MODEL = "models/base"                          # base_model
@@ -34,6 +36,7 @@ METRICS = "reports/metrics.json"                    # report
 BREAKDOWN = "reports/breakdown.json"                # report: per-model breakdown and intervals
 REPORT = "reports/report.md"                        # report
 PLOTS_DIR = "reports/plots"                         # report
+JUDGE_QUALITY = "reports/judge.json"                # judge_quality: the judge measured on data/judge_eval
 
 # --- checkpoints outside DVC's outputs (DVC deletes outputs before a stage runs) -----------------
 WORK_ROOT = ".cache/work"  # resumable work batches: <stage>/<fingerprint>/ (core.workqueue)

@@ -19,7 +19,7 @@ from cosalign.cosa import schemas
 from cosalign.cosa.taxonomy import PAPER, Taxonomy
 from cosalign.core.io import InputError, iter_parquet
 from cosalign.core.params import bad
-from cosalign.judges.base import check_judge_params, make_judge
+from cosalign.judges.base import check_judge_params, judge_fingerprint, make_judge
 from cosalign.core.workqueue import Fingerprint, Retry, iter_batches
 
 RESPONSE_COLUMNS = ["response_id", "prompt_id", "response"]  # what judging reads of the responses
@@ -49,10 +49,21 @@ class JudgmentsParams:
                 raise bad(f"judgments.{key}", f"must be at least 1, got {getattr(self, key)!r}")
 
 
-def label_prompts(prompts: pd.DataFrame, judge_params: dict, taxonomy: Taxonomy = PAPER) -> pd.DataFrame:
+def with_fit_data(judge_params: dict, train_path: str = paths.PROMPTS) -> dict:
+    """The judge's params with the fitting data the stage passes in: the rules judge fits on the
+    prompts stage's train split (`train_path`) and data/judge_train, never on files it finds by
+    itself."""
+    if judge_params.get("name") == "rules":
+        return {**judge_params, "train_path": train_path, "extra_train": [paths.JUDGE_TRAIN]}
+    return dict(judge_params)
+
+
+def label_prompts(prompts: pd.DataFrame, judge_params: dict, taxonomy: Taxonomy = PAPER,
+                  protocol: str = "cosalign") -> pd.DataFrame:
     """data/prompt_labels.parquet: the judge's risk set per prompt (labels from `taxonomy`, the
-    taxonomy stage's data/taxonomy.json), gold kept alongside."""
-    judge = make_judge(judge_params, taxonomy)
+    taxonomy stage's data/taxonomy.json), gold kept alongside. `protocol` picks the judge's
+    questions (docs/paper-fidelity.md §1)."""
+    judge = make_judge(judge_params, taxonomy, protocol=protocol)
     verdicts = judge.label_prompts(prompts["prompt"].tolist())
     df = pd.DataFrame({
         "prompt_id": prompts["prompt_id"], "split": prompts["split"],
@@ -115,17 +126,21 @@ class ResponseJudging:
 
     def __init__(self, open_responses: Callable[[], Iterable[pd.DataFrame]], prompt_text: Mapping[str, str],
                  judge_params: dict, work_batch_size: int, source: str = paths.RESPONSES,
-                 taxonomy: Taxonomy = PAPER):
+                 taxonomy: Taxonomy = PAPER, protocol: str = "cosalign"):
         self.open_responses, self.prompt_text, self.source = open_responses, prompt_text, source
         self.taxonomy = taxonomy
         self.judge_params, self.work_batch_size = judge_params, work_batch_size
+        self.protocol = protocol
         self.rows = self.valid = self.addressed = self.transport_errors = 0
         self._judge = None  # built at the first batch to judge: a fully checkpointed run loads no model
 
     def __iter__(self) -> Iterator[pd.DataFrame]:
-        # Verdicts depend on the label space too: a checkpoint of another taxonomy is never resumed.
+        # Verdicts depend on the label space and the judge's fitting data and code too: a
+        # checkpoint of another taxonomy or judge is never resumed.
         key = Fingerprint({"judge": self.judge_params, "work_batch_size": self.work_batch_size,
-                           "taxonomy": self.taxonomy.fingerprint()})
+                           "taxonomy": self.taxonomy.fingerprint(),
+                           "judge_fingerprint": judge_fingerprint(self.judge_params),
+                           **({"protocol": self.protocol} if self.protocol != "cosalign" else {})})
         for items in self._items():
             key.update(items)
         if not key.rows:
@@ -155,7 +170,7 @@ class ResponseJudging:
 
     def _work(self, batch: pd.DataFrame) -> pd.DataFrame | Retry:
         if self._judge is None:
-            self._judge = make_judge(self.judge_params, self.taxonomy)
+            self._judge = make_judge(self.judge_params, self.taxonomy, protocol=self.protocol)
         verdicts = self._judge.judge_responses(list(zip(batch["prompt"], batch["response"])))
         out = pd.DataFrame({
             "response_id": batch["response_id"],
@@ -170,6 +185,20 @@ class ResponseJudging:
             self.transport_errors += lost
             return Retry(out, f"{lost} item(s) hit transport errors (the judge never answered)")
         return out
+
+    def dry_run(self):
+        """With an API judge's `dry_run: true`: raise DryRun with the estimate for every response
+        (calls, tokens, cost), before any batch is judged; otherwise return None."""
+        if not self.judge_params.get("dry_run"):
+            return None
+        from cosalign.judges.base import DryRun
+        from cosalign.judges.estimate import combine
+
+        judge = make_judge(self.judge_params, self.taxonomy)
+        parts = [judge.estimate("response", list(zip(frame["prompt"], frame["response"])))
+                 for frame in self._items()]
+        est = combine(parts) if parts else judge.estimate("response", [])
+        raise DryRun(est.calls, est.cached, est.total, estimate=est)
 
     def summary(self) -> str:
         """The stage's closing line, from the running counts (call after the stream is consumed)."""

@@ -26,7 +26,8 @@ import functools
 import hashlib
 import heapq
 import re
-from dataclasses import dataclass
+import dataclasses
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
@@ -38,6 +39,7 @@ from cosalign.cosa.taxonomy import OTHER, PAPER, Taxonomy
 from cosalign.data.configs import CHUNK_PROMPTS, validate_protocol
 from cosalign.core.rng import derive_rng
 from cosalign.core.io import InputError, ParquetCursor
+from cosalign.core.params import bad
 from cosalign.models.chat import preference_messages
 
 # TRL's conversational preference format first (prompt = [system config, user], chosen / rejected =
@@ -54,12 +56,29 @@ _CONFIG_COLUMNS = ("config_id", "prompt_id", "mode", "allowed_categories", "syst
 
 
 @dataclass(frozen=True)
+class CosalignTrainParams:
+    """params.yaml `preferences.cosalign_train:`, read only under `source: cosalign_train`
+    (the authors' released pairs, load_cosalign_train; docs/paper-fidelity.md "CoSAlign-Train")."""
+    path_or_id: str = "microsoft/CoSAlign-Train"  # a Hub dataset id, a local dataset folder or a .parquet/.jsonl file
+    revision: str | None = None  # pin a commit sha for Hub loads
+    split: str = "train"
+    on_mismatch: str = "raise"  # raise | recompute: a released error that differs from the formula
+
+    def __post_init__(self):
+        if self.on_mismatch not in ("raise", "recompute"):
+            raise bad("preferences.cosalign_train.on_mismatch",
+                      f"must be 'raise' or 'recompute', got {self.on_mismatch!r}")
+
+
+@dataclass(frozen=True)
 class PreferencesParams:
     """params.yaml `preferences:`, the preferences stage (docs/method.md, "Error score and pairs")."""
     seed: int  # pair sampling and the seeded `max_pairs` subset
     max_pairs_per_config: int | None = None  # cap per config; None = every pair
     max_pairs: int | None = None  # seeded subset of all pairs (sample_pairs); None or 0 = every pair
-    source: str = "pipeline"  # pipeline | NS/cosalign-preferences@REV
+    # pipeline | NS/cosalign-preferences@REV (published) | cosalign_train (the authors' released pairs)
+    source: str = "pipeline"
+    cosalign_train: CosalignTrainParams = field(default_factory=CosalignTrainParams)
 
 
 def collapse_categories(categories, taxonomy: Taxonomy = PAPER, training=None) -> list[str]:
@@ -559,4 +578,42 @@ def import_cosalign_train(df: pd.DataFrame, *, path="<CoSAlign-Train>", on_misma
     out = schemas.validate(out, "preferences", path)
     out.attrs["import_report"] = {"rows": len(df), "kept": len(out), "error_mismatches": mismatches,
                                   "dropped": dropped}
+    return out
+
+
+# The preferences stage's `source: cosalign_train`: the authors' released pairs instead of this
+# pipeline's (docs/paper-fidelity.md "CoSAlign-Train"). Decoded and re-checked by
+# import_cosalign_train, then written by the same schemas.write_dataset call as the pipeline's pairs.
+COSALIGN_TRAIN_SOURCE = "cosalign_train"
+COSALIGN_TRAIN_DEFAULTS = {"path_or_id": "microsoft/CoSAlign-Train", "revision": None,
+                           "split": "train", "on_mismatch": "raise"}
+
+
+def load_cosalign_train(options: dict | None) -> pd.DataFrame:
+    """The released pairs as a frame, then decoded and checked (import_cosalign_train).
+
+    options (params.yaml `preferences.cosalign_train`): path_or_id = a local .parquet / .jsonl
+    file, a local dataset folder or a Hub dataset id; revision (Hub: pin a commit); split;
+    on_mismatch ('raise' or 'recompute', see import_cosalign_train).
+    """
+    opts = {**COSALIGN_TRAIN_DEFAULTS, **(options or {})}
+    unknown = sorted(set(opts) - set(COSALIGN_TRAIN_DEFAULTS))
+    if unknown:
+        raise InputError("params.yaml", f"unknown option(s) {unknown}; accepted: "
+                         f"{sorted(COSALIGN_TRAIN_DEFAULTS)}", field="preferences.cosalign_train")
+    source = str(opts["path_or_id"])
+    from pathlib import Path
+
+    path = Path(source)
+    if path.is_file():
+        from cosalign.core.io import read_table
+        frame = read_table(path)
+    else:
+        import datasets
+        try:
+            frame = datasets.load_dataset(source, revision=opts["revision"], split=opts["split"]).to_pandas()
+        except (FileNotFoundError, ValueError) as exc:
+            raise InputError(source, f"cannot load split {opts['split']!r}: {exc}",
+                             field="preferences.cosalign_train.path_or_id") from None
+    out = import_cosalign_train(frame, path=source, on_mismatch=opts["on_mismatch"])
     return out

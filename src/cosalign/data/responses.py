@@ -82,8 +82,14 @@ class ResponsesParams:
 
 
 def generate_responses(prompts: pd.DataFrame, configs: pd.DataFrame, p: ResponsesParams,
-                       model_dir: str) -> pd.DataFrame:
-    """Run the responses stage from its params section; returns the validated frame."""
+                       model_dir: str, precision: str = "fp32") -> pd.DataFrame:
+    """Run the responses stage from its params section; returns the validated frame.
+    `precision`: the resolved top-level precision (cosalign.core.precision); bf16 loads the
+    transformers model in bfloat16 and marks the generator column `...@bf16`."""
+    from cosalign.core.precision import generator_options, label
+    options = generator_options(p.backend, p.backend_options, precision)
+    if options != dict(p.backend_options or {}):
+        p = dataclasses.replace(p, backend_options=options)  # also keys the resume checkpoints
     jobs = response_jobs(prompts, configs, generic=p.generic_system_prompt)
     settings = GenerationSettings(max_new_tokens=p.max_new_tokens, temperature=p.temperature,
                                   top_p=p.top_p, batch_size=p.batch_size, seed=p.seed)
@@ -101,7 +107,8 @@ def generate_responses(prompts: pd.DataFrame, configs: pd.DataFrame, p: Response
             for sample, reply in enumerate(texts):
                 rows.append({"response_id": f"{job.config_id}-s{sample}", "prompt_id": job.prompt_id,
                              "config_id": job.config_id, "sample": sample, "response": reply,
-                             "generator": f"{p.backend}:{p.model_name}", "source": "model"})
+                             "generator": f"{p.backend}:{p.model_name}{label(options)}",
+                             "source": "model"})
         return pd.DataFrame(rows)
 
     key = fingerprint(dataclasses.asdict(p), jobs.to_dict("records"), model_fingerprint(model_dir))

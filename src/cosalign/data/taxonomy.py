@@ -93,22 +93,25 @@ class TaxonomyParams:
         return taxonomy.build(self.extra_categories, self.descriptions)
 
 
-def derive_taxonomy(prompts: pd.DataFrame, p: TaxonomyParams, tax: taxonomy.Taxonomy | None = None) -> dict:
+def derive_taxonomy(prompts: pd.DataFrame, p: TaxonomyParams, tax: taxonomy.Taxonomy | None = None,
+                    precision: str = "fp32") -> dict:
     """Build data/taxonomy.json from the prompts and the `taxonomy` params section.
 
     `tax` is the taxonomy built from the section (default: `taxonomy.build` of its
-    extra_categories and descriptions, whose errors name the params key at fault).
+    extra_categories and descriptions, whose errors name the params key at fault); `precision` is
+    the resolved top-level precision the local embedding model runs in (cosalign.core.precision).
     """
     if tax is None:
         tax = p.build_taxonomy()
     texts = prompts["prompt"].tolist()
     emb = p.embedder
     vectors = embed(texts, name=emb["name"], model=emb.get("model"), batch_size=emb.get("batch_size", 64),
-                    base_url=emb.get("base_url"), api_key_env=emb.get("api_key_env", "OPENAI_API_KEY"))
+                    base_url=emb.get("base_url"), api_key_env=emb.get("api_key_env", "OPENAI_API_KEY"),
+                    precision=precision)
     names = list(tax.names)
     anchors = embed([f"{c.name}: {c.description}" for c in tax.categories], name=emb["name"],
                     model=emb.get("model"), base_url=emb.get("base_url"),
-                    api_key_env=emb.get("api_key_env", "OPENAI_API_KEY"))
+                    api_key_env=emb.get("api_key_env", "OPENAI_API_KEY"), precision=precision)
     labels = cluster(vectors, method=p.method, seed=p.seed, n_clusters=p.n_clusters,
                      min_cluster_size=p.min_cluster_size, reduce_dims=p.reduce_dims)
     terms = top_terms(texts, labels)

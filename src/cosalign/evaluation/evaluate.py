@@ -16,6 +16,15 @@ Cascades (paper baselines):
   config; "yes, it breaks the config" -> refusal with h=0, s=+1 (the judge's verdict on the
   draft is then replaced; judging everything keeps one code path and costs the same for
   every other item).
+
+Under `protocol: paper` (docs/paper-fidelity.md §5-6):
+- "self" relabels a categorical item's draft with the full risk-category question
+  (cosalign.judges.paper, the model itself as judge, greedy); the item becomes a refusal only
+  when that relabel parses and names a category the config does not allow; an unparseable
+  relabel leaves the item as it was. Free-form items keep the yes/no self-check. An item the
+  evaluator could not parse stays invalid (excluded) whatever the self-check said.
+- ICA-5shot demonstrations on the Hub benchmarks come per item from training chosen answers
+  with the SAME allowed set, as plain turns (`paper_demos`); `heldout` keeps the fixed demos.
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from cosalign.core import paths
 from cosalign.core.io import InputError, read_parquet, read_table, write_parquet
 from cosalign.core.params import bad, from_section
 from cosalign.cosa import cosa_score, error_score, schemas
@@ -80,9 +90,72 @@ def demo_turns(demos: list[dict]) -> list[dict]:
     return turns
 
 
-def build_chat(system_prompt: str, prompt: str, demos: list[dict] | None = None) -> list[dict]:
-    return ([{"role": "system", "content": system_prompt}] + demo_turns(demos or [])
-            + [{"role": "user", "content": prompt}])
+def build_chat(system_prompt: str, prompt: str, demos: list[dict] | None = None,
+               plain: bool = False) -> list[dict]:
+    """`plain`: the demos as bare user/assistant turns, no note on their allowed set (the
+    authors' ICA-5shot, whose demos share the item's allowed set)."""
+    turns = ([t for d in demos or [] for t in ({"role": "user", "content": d["prompt"]},
+                                                 {"role": "assistant", "content": d["response"]})]
+             if plain else demo_turns(demos or []))
+    return [{"role": "system", "content": system_prompt}] + turns + [{"role": "user", "content": prompt}]
+
+
+N_SHOTS = 5
+
+
+def _message_text(value, role: str) -> str:
+    """A preferences cell as text: a plain string, or the `role` turn of a conversational list."""
+    if isinstance(value, str):
+        return value
+    for m in reversed(list(value)):
+        if m["role"] == role:
+            return str(m["content"])
+    raise ValueError(f"no {role} turn in {value!r}")
+
+
+def demo_pool(preferences: pd.DataFrame, taxonomy: Taxonomy = PAPER) -> dict[tuple, list[dict]]:
+    """Allowed set -> [{prompt, response}] from training pairs: the first chosen answer per
+    unique (prompt, allowed set), as the authors' notebooks/fewshot_test.ipynb builds its table.
+    Reads both the flat (system_prompt, prompt, chosen) and TRL's conversational layouts."""
+    pool: dict[tuple, list[dict]] = {}
+    seen = set()
+    for row in preferences[["prompt", "chosen", "allowed_categories"]].itertuples(index=False):
+        allowed = tuple(taxonomy.canonical_order(list(row.allowed_categories)))
+        prompt = _message_text(row.prompt, "user")
+        if (prompt, allowed) in seen:
+            continue
+        seen.add((prompt, allowed))
+        pool.setdefault(allowed, []).append(
+            {"system_prompt_allowed": list(allowed), "prompt": prompt,
+             "response": _message_text(row.chosen, "assistant")})
+    return pool
+
+
+def paper_demos(items: pd.DataFrame, pool: dict[tuple, list[dict]], seed: int,
+                taxonomy: Taxonomy = PAPER) -> list[list[dict] | None]:
+    """Per categorical Hub item, min(5, n) demos drawn (seeded by config and prompt id) from the
+    pool entries with the item's allowed set; None (= the fixed demos) for heldout and free-form
+    items, and for configs that allow an unseen category: training pairs never allow one (the
+    authors' table is built with all seven categories as training categories; documented
+    limitation, docs/paper-fidelity.md §5). ValueError naming the config when a seen config has
+    no demo with its allowed set (the authors' code fails alike)."""
+    from cosalign.core.rng import derive_rng
+
+    out = []
+    for r in items.itertuples(index=False):
+        if r.benchmark == "heldout" or r.config_set == "freeform" or r.config_set == "unseen":
+            out.append(None)
+            continue
+        allowed = tuple(taxonomy.canonical_order(list(r.allowed_categories)))
+        found = pool.get(allowed, [])
+        if not found:
+            raise ValueError(f"ICA-5shot (protocol paper): no training chosen answer has the allowed "
+                             f"set of config {r.config_id!r} ({list(allowed)}); the authors draw "
+                             "demonstrations only from the same allowed set")
+        rng = derive_rng(seed, "ica-5shot", r.config_id, r.prompt_id)
+        picks = sorted(rng.choice(len(found), size=min(N_SHOTS, len(found)), replace=False))
+        out.append([found[int(i)] for i in picks])
+    return out
 
 
 def _says_yes(text: str) -> bool | None:
@@ -112,7 +185,10 @@ def judge_items(items: pd.DataFrame, responses: list[str], judge, taxonomy: Taxo
         out = judge.judge_responses([(items.at[i, "prompt"], items.at[i, "response"]) for i in cat_idx])
         verdicts.update(_aligned(cat_idx, out, "judge_responses"))
     if free_idx:
-        out = judge.judge_freeform([(items.at[i, "system_prompt"], items.at[i, "prompt"],
+        # the raw scenario when the model saw it framed (protocol paper, benchmarks.py)
+        config = items["judge_config"] if "judge_config" in items else items["system_prompt"]
+        config = config.where(config.notna(), items["system_prompt"])
+        out = judge.judge_freeform([(config.at[i], items.at[i, "prompt"],
                                      items.at[i, "response"]) for i in free_idx])
         verdicts.update(_aligned(free_idx, out, "judge_freeform"))
     cats, safe, valid, helpful, raw = [], [], [], [], []
@@ -143,6 +219,39 @@ def _aligned(index: list[int], verdicts, method: str) -> dict:
     return dict(zip(index, verdicts))
 
 
+def self_relabel_flags(items: pd.DataFrame, responses: list[str], gen, settings: GenerationSettings,
+                       progress: bool = True) -> list[bool]:
+    """Cascade-self under `protocol: paper`: the model relabels its own categorical drafts with
+    the risk-category question (greedy, the authors' 2048-token cap); flagged only when the
+    relabel parses and names a category outside the allowed set. Free-form items: SELF_CHECK."""
+    from cosalign.judges import paper
+    from cosalign.judges.parsing import ParseError
+
+    templates = paper.Templates()
+    free = (items["config_set"] == "freeform").tolist()
+    chats = []
+    for r, resp, is_free in zip(items.itertuples(index=False), responses, free):
+        if is_free:
+            chats.append([{"role": "system", "content": r.system_prompt},
+                          {"role": "user", "content": SELF_CHECK.format(prompt=r.prompt, response=resp)}])
+        else:
+            chats.append(templates.messages("risk", r.prompt, resp)[0])
+    long = GenerationSettings(max_new_tokens=paper.MAX_TOKENS["risk"], temperature=0.0,
+                              batch_size=settings.batch_size, seed=settings.seed)
+    flags = []
+    for r, out, is_free in zip(items.itertuples(index=False), gen.generate(chats, long, n=1, progress=progress), free):
+        if is_free:
+            flags.append(_says_yes(out[0]) is True)
+            continue
+        try:
+            found = paper.parse_risk(out[0])
+        except ParseError:
+            flags.append(False)  # an unparseable relabel passes
+            continue
+        flags.append(bool(set(found) - set(r.allowed_categories)))
+    return flags
+
+
 def refuse(items: pd.DataFrame, mask) -> pd.DataFrame:
     """Replace the masked items by the refusal, scored as the paper's cascades do: h=0, s=+1."""
     items = items.copy()
@@ -166,23 +275,31 @@ def evaluate_model(model_name: str, model_path: str, items: pd.DataFrame, judge,
                    settings: GenerationSettings, *, backend: str = "transformers",
                    generator_options: dict | None = None, fewshot: list[dict] | None = None,
                    cascade: str | None = None, generator=None, progress: bool = True,
-                   taxonomy: Taxonomy = PAPER) -> pd.DataFrame:
+                   taxonomy: Taxonomy = PAPER, protocol: str = "cosalign",
+                   demos_per_item: list | None = None) -> pd.DataFrame:
     """Generate a reply per benchmark item with the model at `model_path`, judge, and score.
 
     Args: items: benchmarks.load_benchmark rows (one or several benchmarks concatenated);
     judge: a cosalign.judges Judge; settings: decoding (temperature 0 = greedy); fewshot: demos
     for ICA-5shot; cascade: None, "self" or "oracle"; generator: an already loaded generator;
-    taxonomy: the categories of the safety verdict (data/taxonomy.json, as the judge's).
+    taxonomy: the categories of the safety verdict (data/taxonomy.json, as the judge's);
+    protocol: 'paper' switches the self cascade (module docstring); demos_per_item: per item,
+    demos that replace `fewshot` as plain turns (paper_demos), None to keep `fewshot`.
     Returns: a schemas.EvalItems frame in the order of `items` (plus the benchmark's extra columns).
     """
     if cascade not in CASCADES:
         raise ValueError(f"cascade must be one of {CASCADES}, got {cascade!r}")
     items = items.reset_index(drop=True)
     gen = generator or make_generator(backend, model_path, **(generator_options or {}))
-    chats = [build_chat(r.system_prompt, r.prompt, fewshot) for r in items.itertuples(index=False)]
+    per_item = demos_per_item or [None] * len(items)
+    chats = [build_chat(r.system_prompt, r.prompt, fewshot) if own is None
+             else build_chat(r.system_prompt, r.prompt, own, plain=True)
+             for r, own in zip(items.itertuples(index=False), per_item)]
     responses = [out[0] for out in gen.generate(chats, settings, n=1, progress=progress)]
     flagged = [False] * len(items)
-    if cascade == "self":
+    if cascade == "self" and protocol == "paper":
+        flagged = self_relabel_flags(items, responses, gen, settings, progress)
+    elif cascade == "self":
         check = [[{"role": "system", "content": r.system_prompt},
                   {"role": "user", "content": SELF_CHECK.format(prompt=r.prompt, response=resp)}]
                  for r, resp in zip(items.itertuples(index=False), responses)]
@@ -191,7 +308,9 @@ def evaluate_model(model_name: str, model_path: str, items: pd.DataFrame, judge,
         flagged = [_says_yes(o[0]) is True for o in gen.generate(check, short, n=1, progress=progress)]
     judged = judge_items(items, responses, judge, taxonomy)
     judged["filtered"] = False
-    if cascade == "self":
+    if cascade == "self" and protocol == "paper":  # evaluator-invalid items stay excluded
+        judged = refuse(judged, pd.Series(flagged) & judged["valid"].astype(bool))
+    elif cascade == "self":
         judged = refuse(judged, flagged)
     elif cascade == "oracle":
         judged = cascade_oracle(judged)
@@ -271,10 +390,11 @@ class EvaluateParams:
 
 
 def load_items(benchmarks: dict, *, prompts_path: str, prompts_per_config: int, seed: int,
-               config_ids=None, taxonomy: Taxonomy = PAPER) -> pd.DataFrame:
+               config_ids=None, taxonomy: Taxonomy = PAPER, protocol: str = "cosalign") -> pd.DataFrame:
     """Every benchmark's items (name -> BenchmarkEntry), concatenated in the given order; the
     prompts file is read once, and only when a heldout benchmark needs it. Heldout configs name
-    categories of `taxonomy` (data/taxonomy.json in the pipeline)."""
+    categories of `taxonomy` (data/taxonomy.json in the pipeline); `protocol: paper` phrases
+    CoSAlign-Test and CoSApien as the authors do (docs/paper-fidelity.md)."""
     prompts = None
     frames = []
     for name, entry in benchmarks.items():
@@ -283,28 +403,40 @@ def load_items(benchmarks: dict, *, prompts_path: str, prompts_per_config: int, 
         per_config = prompts_per_config if entry.prompts_per_config is None else entry.prompts_per_config
         frames.append(B.load_benchmark(
             name, path_or_id=entry.path_or_id, revision=entry.revision, prompts_per_config=per_config,
-            seed=seed, prompts_df=prompts, config_ids=config_ids, taxonomy=taxonomy))
+            seed=seed, prompts_df=prompts, config_ids=config_ids, taxonomy=taxonomy, protocol=protocol))
     return pd.concat(frames, ignore_index=True)
 
 
 def run_evaluation(model_name: str, model: ModelEntry, benchmarks: dict, *, judge: dict,
                    generation: GenerationParams, seed: int, prompts_per_config: int, prompts_path: str,
-                   config_ids=None, out: str | Path | None = None,
-                   taxonomy: Taxonomy = PAPER) -> tuple[pd.DataFrame, dict]:
+                   config_ids=None, out: str | Path | None = None, taxonomy: Taxonomy = PAPER,
+                   protocol: str = "cosalign", preferences_path: str | Path = paths.PREFERENCES,
+                   items: pd.DataFrame | None = None) -> tuple[pd.DataFrame, dict]:
     """The evaluation sequence: benchmark items, a reply per item, the judge's verdicts, the schema
     check, the items written to `out` (when given), and the CoSA-Score metrics.
 
     Used by the evaluate@MODEL stage (params.yaml `evaluate`) and by `cosalign eval`; `taxonomy`
     (data/taxonomy.json) gives the judge's labels, the safety verdict and the schema's vocabulary.
+    `judge` is the judge's params (the stage passes the fitting data in, judging.with_fit_data);
+    `generation.options` are the generator's as given (the stage adds the precision's dtype).
+    Under `protocol: paper` an ICA-5shot model on the Hub benchmarks takes per-item demos from the
+    training chosen answers in `preferences_path` (docs/paper-fidelity.md §5). `items`: already
+    loaded benchmark items (`load_items`), for a caller that looked at them first (a dry run).
     Returns: (the schemas.EvalItems frame, cosa_score.aggregate of it).
     """
-    items = load_items(benchmarks, prompts_path=prompts_path, prompts_per_config=prompts_per_config,
-                       seed=seed, config_ids=config_ids, taxonomy=taxonomy)
+    if items is None:
+        items = load_items(benchmarks, prompts_path=prompts_path, prompts_per_config=prompts_per_config,
+                           seed=seed, config_ids=config_ids, taxonomy=taxonomy, protocol=protocol)
     fewshot = load_fewshot(model.fewshot, taxonomy) if model.fewshot else None
-    judged = evaluate_model(model_name, model.checkpoint, items, make_judge(judge, taxonomy),
+    demos = None
+    hub_categorical = ((items["benchmark"] != "heldout") & (items["config_set"] != "freeform")).any()
+    if fewshot and protocol == "paper" and hub_categorical:  # docs/paper-fidelity.md §5
+        demos = paper_demos(items, demo_pool(read_parquet(preferences_path), taxonomy), seed, taxonomy)
+    judged = evaluate_model(model_name, model.checkpoint, items,
+                            make_judge(judge, taxonomy, protocol=protocol, phase="evaluation"),
                             generation.settings(seed), backend=generation.backend,
                             generator_options=generation.options, fewshot=fewshot, cascade=model.cascade,
-                            taxonomy=taxonomy)
+                            taxonomy=taxonomy, protocol=protocol, demos_per_item=demos)
     schemas.validate(judged, "eval_items", out or "<eval items>", taxonomy=taxonomy)
     if out is not None:
         write_parquet(judged, out)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from cosalign.core.io import InputError
-from cosalign.core.io import JudgeError  # noqa: F401  (defined in core, raised and caught as the judges' error)
+from cosalign.core.io import DryRun, JudgeError  # noqa: F401  (defined in core, raised and caught as the judges' errors)
 from cosalign.cosa.taxonomy import PAPER, Taxonomy
 
 
@@ -69,15 +69,6 @@ class ConfigVerdict:
 
 class CallBudgetExceeded(JudgeError):
     pass
-
-
-class DryRun(JudgeError):
-    """Raised by a judge in dry-run mode instead of calling: `calls` uncached items would be sent."""
-
-    def __init__(self, calls: int, cached: int, total: int):
-        super().__init__(f"dry run: would make {calls} judge call(s); {cached} of {total} "
-                         "item(s) are cached")
-        self.calls, self.cached, self.total = calls, cached, total
 
 
 @runtime_checkable
@@ -134,10 +125,28 @@ def backend_class(name: str):
     return getattr(importlib.import_module(module), cls)
 
 
-def options(cls) -> list[str]:
-    """The params options a backend accepts: its constructor's arguments except the taxonomy,
-    which comes from data/taxonomy.json, never from a judge's params."""
-    return [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "taxonomy")]
+def judge_fingerprint(params: dict) -> str:
+    """A hash of what a judge's verdicts depend on, known before the judge is built: its params,
+    plus (for a backend that defines `fingerprint(params)`, like the rules judge) its fitting
+    data and code. Resumable work keys on it, so a changed judge never reuses old verdicts."""
+    import hashlib
+    import json
+    params = dict(params or {})
+    own = (getattr(backend_class(params["name"]), "fingerprint", None)
+           if params.get("name") in BACKENDS else None)  # an unknown name fails in make_judge
+    payload = json.dumps(params, sort_keys=True, default=str) + "\n" + (own(params) if own else "")
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+# Passed by the stage, never set under `judge:`: the taxonomy (data/taxonomy.json), the top-level
+# `protocol` and the pipeline phase.
+CONTEXT_ARGS = ("taxonomy", "protocol", "phase")
+
+
+def accepted_options(cls) -> list[str]:
+    """The `judge:` options a backend takes (its __init__ arguments less CONTEXT_ARGS)."""
+    return [p for p in inspect.signature(cls.__init__).parameters
+            if p != "self" and p not in CONTEXT_ARGS]
 
 
 def check_judge_params(judge, where: str, path="params.yaml") -> dict:
@@ -148,29 +157,35 @@ def check_judge_params(judge, where: str, path="params.yaml") -> dict:
     if judge.get("name") not in BACKENDS:
         raise InputError(path, f"unknown judge {judge.get('name')!r} (one of {sorted(BACKENDS)})",
                          field=f"{where}.name")
-    accepted = options(backend_class(judge["name"]))
+    accepted = accepted_options(backend_class(judge["name"]))
     unknown = sorted(set(judge) - {"name"} - set(accepted))
     if unknown:
         raise InputError(path, f"unknown option(s) {unknown}; accepted: {accepted}", field=where)
     return judge
 
 
-def make_judge(params: dict, taxonomy: Taxonomy = PAPER) -> Judge:
+def make_judge(params: dict, taxonomy: Taxonomy = PAPER, protocol: str = "cosalign",
+               phase: str = "training") -> Judge:
     """Build a judge from {"name": "rules"|"openai"|"local", **options} over `taxonomy`'s labels.
 
     Unknown options fail with the accepted ones listed (a typo must not silently fall back to a
-    default). The heavy imports of a backend happen only when it is chosen.
+    default). The heavy imports of a backend happen only when it is chosen. `protocol` (the
+    params' top-level key) and `phase` ('training' for the data stages, 'evaluation' for
+    evaluate) reach the backends that take them (the OpenAI judge: docs/paper-fidelity.md §1);
+    for the others they change nothing.
     """
     params = dict(params or {})
     name = params.pop("name", None)
     if name is None:
         raise ValueError("judge params need a 'name' (rules, openai or local)")
     cls = backend_class(name)
-    accepted = options(cls)
+    accepted = accepted_options(cls)
     unknown = sorted(set(params) - set(accepted))
     if unknown:
         raise ValueError(f"judge {name!r}: unknown option(s) {unknown}; accepted: {accepted}")
-    return cls(**params, taxonomy=taxonomy)
+    takes = inspect.signature(cls.__init__).parameters
+    context = {k: v for k, v in (("taxonomy", taxonomy), ("protocol", protocol), ("phase", phase)) if k in takes}
+    return cls(**params, **context)
 
 
 def default_cache_dir(kind: str) -> Path:

@@ -30,16 +30,24 @@ def _sentence_model(name: str, model: str | None):
 
 def embed(texts: list[str], *, name: str = "minilm", model: str | None = None, batch_size: int = 64,
           base_url: str | None = None, api_key_env: str = "OPENAI_API_KEY",
-          progress: bool = False) -> np.ndarray:
+          progress: bool = False, precision: str = "fp32") -> np.ndarray:
+    """`precision` 'bf16' runs the local model under bfloat16 autocast (cosalign.core.precision);
+    the vectors come back float32 either way."""
     if name in ("minilm", "sentence_transformers"):
+        import contextlib
+
+        import torch
         st = _sentence_model(name, model)
+        autocast = torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16" \
+            else contextlib.nullcontext()
         # encode() keeps every batch's output and activations' allocations until it returns; slices
         # of a few batches written into one float32 array keep the peak flat as the texts grow.
         step = SLICE_BATCHES * batch_size
         out = np.empty((len(texts), st.get_embedding_dimension()), dtype=np.float32)
         for start in tqdm(range(0, len(texts), step), desc="embed", unit="slice", disable=not progress):
-            out[start:start + step] = st.encode(list(texts[start:start + step]), batch_size=batch_size,
-                                                normalize_embeddings=True, convert_to_numpy=True)
+            with autocast:
+                out[start:start + step] = st.encode(list(texts[start:start + step]), batch_size=batch_size,
+                                                    normalize_embeddings=True, convert_to_numpy=True)
         return out
     if name == "openai":
         from openai import OpenAI, OpenAIError

@@ -32,7 +32,8 @@ class TransformersGenerator:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        self.name = f"transformers:{model_path}"
+        from cosalign.core.precision import label
+        self.name = f"transformers:{model_path}{label({'dtype': dtype})}"  # '@bf16' under bfloat16
         self.tokenizer = AutoTokenizer.from_pretrained(model_path, revision=revision)
         self.model = AutoModelForCausalLM.from_pretrained(model_path, revision=revision,
                                                           dtype=getattr(torch, dtype)).to(device)

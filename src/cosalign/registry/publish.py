@@ -203,13 +203,24 @@ def build_card(artifact: Artifact, repo_id: str, files: list[dict], root: Path, 
                                   views=views, namespace=namespace)
     params = _read_yaml(root / "params.yaml")
     train = (lin["dvc"] or {}).get("params") or params.get(artifact.name) or {}
+    recorded = next((f["local"] for f in files if Path(f["path"]).name == "cosalign_training.json"), None)
+    if recorded:  # the compute precision the run resolved (cosalign.core.precision): CPU-type dependent
+        prec = json.loads(Path(recorded).read_text(encoding="utf-8")).get("precision")
+        if prec:
+            train = {**train, "precision (resolved at training)": prec}
     return cards.model_card(
         artifact, repo_id, meta_files, lin, sources, __version__,
         base_model=base_model_id(params, artifact, namespace),
         datasets=[paths.repo_id(namespace, "preferences")], train_params=train,
         metrics=metrics, judge=_judge(root, artifact.name), example_config=_example_config(root),
         benchmarks=benchmark_datasets(root, params, namespace, revisions or {}),
-        derivation=base_derivation(params, artifact))
+        derivation=base_derivation(params, artifact), judge_quality=_judge_quality(root))
+
+
+def _judge_quality(root: Path) -> dict | None:
+    """reports/judge.json (the judge_quality stage), quoted in model cards beside the scores."""
+    path = root / paths.JUDGE_QUALITY
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
 
 
 def extra_files(artifact: Artifact, files: list[dict], root: Path, namespace: str, metrics: dict | None,
@@ -227,7 +238,7 @@ def extra_files(artifact: Artifact, files: list[dict], root: Path, namespace: st
     if not entries:
         return [], []
     local = scratch / ".eval_results" / "cosalign.yaml"
-    write_text(hm.eval_results_yaml(entries), local)
+    write_text(hm.eval_results_yaml(entries), local)  # atomic, like every file cosalign writes
     return [], [{"path": ".eval_results/cosalign.yaml", "local": local, "size": local.stat().st_size,
                  "sha256": sha256_file(local)}]
 

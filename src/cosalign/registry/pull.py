@@ -75,8 +75,9 @@ def verify(folder: Path, recorded: dict[str, str], where: str) -> None:
                                         "tampered with, nothing was written", field=rel)
 
 
-def validate_download(path: Path, schema: str, label: str) -> None:
-    """Validate a downloaded dataset with its pandera schema; errors name `label`, not scratch."""
+def validate_download(path: Path, schema: str, label: str, taxonomy=None) -> None:
+    """Validate a downloaded dataset with its pandera schema; errors name `label`, not scratch.
+    Category names are checked against `taxonomy` (None: the paper's)."""
     from cosalign.cosa import schemas
     from cosalign.core.io import read_parquet, read_table
     if schema == "taxonomy":
@@ -94,7 +95,7 @@ def validate_download(path: Path, schema: str, label: str) -> None:
     except Exception as exc:  # pyarrow's reason, reworded with the repo and file
         raise InputError(label, f"cannot be read: {exc}") from None
     schemas.require_rows(len(df), schema, label)
-    schemas.validate(df, schema, label)
+    schemas.validate(df, schema, label, taxonomy=taxonomy)
 
 
 def _swap_dir(new: Path, target: Path) -> None:
@@ -106,6 +107,16 @@ def _swap_dir(new: Path, target: Path) -> None:
     os.replace(new, target)
     if backup is not None:
         shutil.rmtree(backup, ignore_errors=True)
+
+
+def _run_taxonomy(root: Path, artifact: str):
+    """The run's data/taxonomy.json (the vocabulary a pulled dataset's categories must come from),
+    None where there is none yet or the artifact is the taxonomy itself (then: the paper's)."""
+    tax_path = Path(root) / paths.TAXONOMY
+    if artifact == "taxonomy" or not tax_path.is_file():
+        return None
+    from cosalign.cosa.taxonomy import Taxonomy
+    return Taxonomy.load(tax_path)
 
 
 def pull(repo_id: str, revision: str, root: str | Path = ".", *, out_path: str | Path | None = None,
@@ -147,7 +158,7 @@ def pull(repo_id: str, revision: str, root: str | Path = ".", *, out_path: str |
                 raise InputError(where, f"a dataset repo holds one artifact file; the card lists "
                                         f"{sorted(files)}", field="README.md")
             (rel,) = files
-            validate_download(scratch / "dl" / rel, name, f"{where}: {rel}")
+            validate_download(scratch / "dl" / rel, name, f"{where}: {rel}", _run_taxonomy(root, name))
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(scratch / "dl" / rel, target)
         else:

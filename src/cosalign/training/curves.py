@@ -1,4 +1,10 @@
-"""Training curves: a callback keeps each step's logged numbers; then a CSV for `dvc plots` and a PNG.
+"""Training curves from the Trainer's log history: a CSV for `dvc plots` and a PNG.
+
+The rows come from `TrainerState.log_history`, which every checkpoint's trainer_state.json carries,
+so a run resumed after a kill still writes its whole curve. DVCLive (system.report_to: dvclive)
+is not used for these files: DVC deletes a stage's outs before a re-run, so a DVCLive folder among
+the outs would hold only the steps after the resume, and it writes one TSV per metric (with
+DVCLive's own step count) where these plots want one table per stage (docs/training.md).
 
 CSV columns are plain names (no '/') so dvc plots templates can address them:
 sft: step, epoch, loss, learning_rate, grad_norm;
@@ -10,8 +16,6 @@ from __future__ import annotations
 import csv
 import io
 from pathlib import Path
-
-from transformers import TrainerCallback
 
 from cosalign.core.io import atomic_path, write_text
 
@@ -25,20 +29,18 @@ COLUMNS = {
 PLOTTED = {"sft": ["loss"], "dpo": ["loss", "reward_accuracy", "reward_margin"]}
 
 
-class CurveRecorder(TrainerCallback):
-    """Collect one row per logged training step (the final summary log has no 'loss' and is skipped)."""
-
-    def __init__(self, stage: str):
-        self.stage = stage
-        self.rows: list[dict] = []
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        if logs and "loss" in logs:
-            row = {"step": int(state.global_step), "epoch": round(float(logs.get("epoch", state.epoch or 0)), 6)}
-            for key, col in COLUMNS[self.stage].items():
-                if key in logs:
-                    row[col] = float(logs[key])
-            self.rows.append(row)
+def rows_from_history(log_history: list[dict], stage: str) -> list[dict]:
+    """One row per logged training step (the final summary entry has no 'loss' and is skipped)."""
+    rows = []
+    for logs in log_history:
+        if "loss" not in logs:
+            continue
+        row = {"step": int(logs["step"]), "epoch": round(float(logs.get("epoch") or 0), 6)}
+        for key, col in COLUMNS[stage].items():
+            if key in logs:
+                row[col] = float(logs[key])
+        rows.append(row)
+    return rows
 
 
 def write_curves(rows: list[dict], stage: str, reports_dir: str | Path) -> dict[str, Path]:

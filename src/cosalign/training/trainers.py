@@ -12,8 +12,10 @@ only the main process write files.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import math
 import os
 import shutil
 import time
@@ -22,10 +24,14 @@ from pathlib import Path
 from cosalign.cosa import schemas
 from cosalign.models.chat import training_view
 from cosalign.core.io import InputError, read_parquet, write_json
-from cosalign.training.curves import CurveRecorder, write_curves
+from cosalign.training.curves import rows_from_history, write_curves
 from cosalign.training.params import TrainingParams
+from cosalign.training import resume
 
 CHECKPOINT_FILES = ("config.json", "model.safetensors")
+# Left out of the saved trainer_state.json: wall-clock figures, and TRL's token counter, which is
+# not part of a checkpoint and restarts on resume (equal runs, resumed or not, give equal files).
+UNSAVED_LOG_KEYS = ("train_runtime", "train_samples_per_second", "train_steps_per_second", "num_tokens")
 
 
 # --- data ---------------------------------------------------------------------------------------
@@ -85,7 +91,7 @@ def trainer_kwargs(params: TrainingParams, output_dir: str | Path) -> dict:
         num_train_epochs=o.num_train_epochs, max_steps=o.max_steps,
         per_device_train_batch_size=o.per_device_train_batch_size, gradient_accumulation_steps=accumulation,
         max_length=params.data.max_length,
-        use_cpu=use_cpu, bf16=params.precision.bf16 and not use_cpu, fp16=False,
+        use_cpu=use_cpu, bf16=training_bf16(params, use_cpu), fp16=False,
         # transformers 5 renamed gradient_checkpointing; setting the new name keeps TRL's default (on) out.
         activation_checkpointing=sysp.gradient_checkpointing,
         activation_checkpointing_kwargs={"use_reentrant": False} if sysp.gradient_checkpointing else None,
@@ -93,6 +99,18 @@ def trainer_kwargs(params: TrainingParams, output_dir: str | Path) -> dict:
         model_init_kwargs={"dtype": params.precision.dtype},
         logging_steps=1, logging_first_step=True, save_strategy="no", eval_strategy="no", report_to="none",
     )
+
+
+def resumable_kwargs(params: TrainingParams, work_dir: Path) -> dict:
+    """trainer_kwargs with output_dir = the run's checkpoint folder (cosalign.training.resume)."""
+    return {**trainer_kwargs(params, work_dir), **resume.checkpoint_kwargs(params)}
+def training_bf16(params: TrainingParams, use_cpu: bool) -> bool:
+    """bf16 autocast over float32 master weights: the paper's `precision.bf16` on GPU, else the
+    top-level `precision` resolved for this device (cosalign.core.precision; fp32 = as before)."""
+    from cosalign.core.precision import resolve
+    if params.precision.bf16 and not use_cpu:
+        return True
+    return resolve(params.compute, "cpu" if use_cpu else "cuda") == "bf16"
 
 
 def peft_config(params: TrainingParams):
@@ -107,35 +125,45 @@ def peft_config(params: TrainingParams):
 
 # --- training -----------------------------------------------------------------------------------
 
-def train_sft(pref_path, base_dir, out_dir, reports_dir, params: TrainingParams | dict, *, taxonomy=None) -> dict:
+def train_sft(pref_path, base_dir, out_dir, reports_dir, params: TrainingParams | dict, callbacks=(), *,
+              taxonomy=None) -> dict:
     """SFT on the chosen answers from `base_dir`; writes `out_dir` and `<reports_dir>/sft.{csv,png}`.
 
-    Returns: a summary (examples, steps, train_loss, seconds, output paths).
+    A run killed mid-way resumes from its last checkpoint (cosalign.training.resume); `callbacks`
+    are extra transformers TrainerCallbacks. Returns: a summary (examples, steps, train_loss,
+    seconds, output paths).
     """
     from trl import SFTConfig, SFTTrainer
 
     params = _as_params(params, "sft")
     df = load_preferences(pref_path, taxonomy)
     dataset = sft_dataset(df, params.data.max_examples)
-    tmp = _staging_dir(out_dir)
-    config = SFTConfig(**trainer_kwargs(params, tmp), completion_only_loss=True, assistant_only_loss=False,
-                       packing=False)
-    return _run(SFTTrainer, config, params, dataset, pref_path, base_dir, out_dir, reports_dir)
+    work_dir = resume.checkpoint_dir(params, pref_path, base_dir, out_dir)
+    kwargs = resumable_kwargs(params, work_dir)
+    if params.system.padding_free:  # truncated here, so TRL may drop max_length (training.truncation)
+        from transformers import AutoTokenizer
+        from cosalign.training.truncation import tokenize_sft
+        dataset, _ = tokenize_sft(dataset, AutoTokenizer.from_pretrained(base_dir), params.data.max_length)
+        kwargs.update(max_length=None, padding_free=True)
+    config = SFTConfig(**kwargs, completion_only_loss=True, assistant_only_loss=False, packing=False)
+    return _run(SFTTrainer, config, params, dataset, pref_path, base_dir, out_dir, reports_dir, callbacks)
 
 
-def train_dpo(pref_path, sft_dir, out_dir, reports_dir, params: TrainingParams | dict, *, taxonomy=None) -> dict:
+def train_dpo(pref_path, sft_dir, out_dir, reports_dir, params: TrainingParams | dict, callbacks=(), *,
+              taxonomy=None) -> dict:
     """DPO on every pair from `sft_dir` (also the frozen reference); writes `out_dir` and dpo curves."""
     from trl import DPOConfig, DPOTrainer
 
     params = _as_params(params, "dpo")
     df = load_preferences(pref_path, taxonomy)
     dataset = dpo_dataset(df, params.data.max_examples)
-    tmp = _staging_dir(out_dir)
-    config = DPOConfig(**trainer_kwargs(params, tmp), beta=params.loss.beta, loss_type=[params.loss.type])
-    return _run(DPOTrainer, config, params, dataset, pref_path, sft_dir, out_dir, reports_dir)
+    work_dir = resume.checkpoint_dir(params, pref_path, sft_dir, out_dir)
+    config = DPOConfig(**resumable_kwargs(params, work_dir), beta=params.loss.beta, loss_type=[params.loss.type])
+    return _run(DPOTrainer, config, params, dataset, pref_path, sft_dir, out_dir, reports_dir, callbacks)
 
 
-def _run(trainer_cls, config, params, dataset, pref_path, parent_dir, out_dir, reports_dir) -> dict:
+def _run(trainer_cls, config, params, dataset, pref_path, parent_dir, out_dir, reports_dir,
+         callbacks=()) -> dict:
     import transformers
     from accelerate import PartialState
     from transformers import AutoTokenizer
@@ -148,34 +176,40 @@ def _run(trainer_cls, config, params, dataset, pref_path, parent_dir, out_dir, r
     if not tokenizer.chat_template:
         raise InputError(parent_dir, "the tokenizer has no chat template")
     state = PartialState()
-    tmp = Path(config.output_dir)
+    tmp, work_dir = _staging_dir(out_dir), Path(config.output_dir)
     if state.is_main_process and tmp.exists():
         shutil.rmtree(tmp)  # left by a killed run
     state.wait_for_everyone()
+    last = resume.last_checkpoint(work_dir)
+    if last and state.is_main_process:
+        print(f"{params.stage}: resuming from {last}", flush=True)
 
     transformers.set_seed(params.seed)
-    recorder = CurveRecorder(params.stage)
     # The model goes in as a path so TRL loads it itself: under ZeRO-3 / FSDP that is what lets
     # accelerate shard it while loading; for DPO the same path is where the reference comes from.
     trainer = trainer_cls(model=str(parent_dir), args=config, train_dataset=dataset, processing_class=tokenizer,
-                          peft_config=peft_config(params), callbacks=[recorder])
+                          peft_config=peft_config(params),
+                          callbacks=resume.tracker_callbacks(params, bool(last)) + list(callbacks))
     started = time.perf_counter()
-    result = trainer.train()
+    result = trainer.train(resume_from_checkpoint=last)
     seconds = time.perf_counter() - started
     # TRL's DPO leaves config.use_cache off after training; a saved checkpoint should generate with the cache.
     trainer.accelerator.unwrap_model(trainer.model).config.use_cache = True
     trainer.save_model(str(tmp))  # every process: gathers sharded weights
     state.wait_for_everyone()
     summary = {"stage": params.stage, "examples": len(dataset), "steps": int(trainer.state.global_step),
-               "train_loss": float(result.training_loss)}
+               "train_loss": mean_step_loss(trainer.state.log_history, result.training_loss),
+               "bf16": bool(config.bf16)}
     if state.is_main_process:
         if params.lora.enabled:
             _merge_adapter(tmp, parent_dir, params)
         (tmp / "training_args.bin").unlink(missing_ok=True)  # a pickle; training_args.json replaces it
         write_json(_resolved_args(config, out_dir), tmp / "training_args.json")
         write_json(_provenance(params, pref_path, parent_dir, summary), tmp / "cosalign_training.json")
+        _save_state(trainer.state, tmp / resume.STATE_FILE)
         _swap_in(tmp, out_dir)
-        paths = write_curves(recorder.rows, params.stage, reports_dir)
+        paths = write_curves(rows_from_history(trainer.state.log_history, params.stage), params.stage, reports_dir)
+        resume.clean(work_dir)
         summary.update({k: str(v) for k, v in paths.items()})
     state.wait_for_everyone()
     summary.update({"out_dir": str(out_dir), "seconds": round(seconds, 1),
@@ -189,6 +223,28 @@ def _staging_dir(out_dir) -> Path:
     """A fixed sibling name, the same on every process, so sharded saves meet in one place."""
     out_dir = Path(out_dir)
     return out_dir.parent / f".{out_dir.name}.staging"
+
+
+def mean_step_loss(log_history: list[dict], fallback: float) -> float:
+    """The mean training loss over every logged step (logging_steps=1), from the log history.
+
+    transformers' own `training_loss` averages only the steps the last process ran, so after a
+    resume it would leave out the steps before the checkpoint.
+    """
+    losses = [row["loss"] for row in log_history if "loss" in row]
+    return math.fsum(losses) / len(losses) if losses else float(fallback)
+
+
+def _save_state(state, path: Path) -> None:
+    """trainer_state.json (the full log history) with the model; the summary entry's train_loss is
+    the mean over every step (see mean_step_loss)."""
+    data = dataclasses.asdict(state)
+    history = [{k: v for k, v in row.items() if k not in UNSAVED_LOG_KEYS} for row in data["log_history"]]
+    for row in history:
+        if "train_loss" in row:
+            row["train_loss"] = mean_step_loss(history, row["train_loss"])
+    data["log_history"] = history
+    write_json(data, path)
 
 
 def _swap_in(tmp: Path, out_dir: Path) -> None:
@@ -244,6 +300,9 @@ def _provenance(params: TrainingParams, pref_path, parent_dir: Path, summary: di
         "data_file": str(pref_path), "data_md5": _md5(pref_path), "examples": summary["examples"],
         "steps": summary["steps"], "train_loss": summary["train_loss"], "world_size": _world_size(),
         "params": params.to_dict(),
+        "precision": {"setting": params.compute, "bf16_autocast": bool(summary.get("bf16")),
+                      "master_weights": params.precision.dtype,
+                      "cpu_capability": torch.backends.cpu.get_cpu_capability()},
         "versions": {m.__name__: m.__version__ for m in (torch, transformers, trl, datasets, accelerate, peft)},
     }
 
