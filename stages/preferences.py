@@ -36,13 +36,14 @@ def main() -> None:
     if not released and pulled("preferences"):  # source: NS/NAME@REV, the published artifact instead
         return
     grouping = protocol()  # top-level: 'paper' groups responses as the authors' pairing code does
-    tax = Taxonomy.load(paths.TAXONOMY)
+    tax = None  # the released pairs name the paper's categories; no taxonomy.json is needed
     if released:
         imported = load_cosalign_train(dataclasses.asdict(p.cosalign_train))
         print(f"preferences: CoSAlign-Train import {imported.attrs['import_report']}")
         chunks = [imported]
         grouping = "released CoSAlign-Train"
     else:
+        tax = Taxonomy.load(paths.TAXONOMY)
         inputs = PairInputs(configs=paths.CONFIGS, responses=paths.RESPONSES, judgments=paths.JUDGMENTS,
                             prompts=paths.PROMPTS, labels=paths.PROMPT_LABELS)
         chunks = iter_pairs(inputs, seed=p.seed, max_pairs_per_config=p.max_pairs_per_config,
