@@ -45,9 +45,9 @@ def test_label_beside_the_prompts_stage_output(tmp_path, env):
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 2 and "data/prompts.parquet" in proc.stderr and "prompts stage" in proc.stderr
     from cosalign.core.io import write_parquet
-    from cosalign.data.prompts import build_prompts
-    write_parquet(build_prompts({"sources": [{"type": "seed", "file": str(SHIPPED)}], "seed": 0,
-                                 "test_fraction": 0.3}), tmp_path / "data" / "prompts.parquet")
+    from cosalign.data.prompts import PromptsParams, build_prompts
+    write_parquet(build_prompts(PromptsParams(**{"sources": [{"type": "seed", "file": str(SHIPPED)}], "seed": 0,
+                                                 "test_fraction": 0.3})), tmp_path / "data" / "prompts.parquet")
     (tmp_path / "data" / "judge_train").mkdir()
     (tmp_path / "data" / "judge_train" / "prompts.jsonl").write_bytes(JUDGE_TRAIN.read_bytes())
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)

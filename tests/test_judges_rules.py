@@ -18,7 +18,7 @@ from cosalign.judges.classifier import read_fit_rows
 from cosalign.judges.base import judge_fingerprint
 from cosalign.judges.rules import (RulesJudge, allowed_in_config, helpfulness, redirect_match,
                                    refusal_match, safe_match)
-from cosalign.data.prompts import build_prompts
+from cosalign.data.prompts import PromptsParams, build_prompts
 from cosalign.data.splits import split_of
 
 SHIPPED = Path(__file__).resolve().parents[1] / "data" / "seed" / "prompts.jsonl"
@@ -30,7 +30,7 @@ def prompts_parquet(directory: Path) -> Path:
     if not SHIPPED.exists():
         pytest.skip("data/seed/prompts.jsonl is not in this checkout")
     target = directory / "prompts.parquet"
-    write_parquet(build_prompts({"sources": [{"type": "seed", "file": str(SHIPPED)}], **SPLIT}), target)
+    write_parquet(build_prompts(PromptsParams(**{"sources": [{"type": "seed", "file": str(SHIPPED)}], **SPLIT})), target)
     return target
 
 
