@@ -1,14 +1,17 @@
-"""Stage configs: sampled allowed sets rendered as safety configs -> data/configs.parquet.
+"""Stage configs: sampled allowed sets rendered as safety configs -> data/configs.parquet (pairing)
+and data/generation_configs.parquet (what responses generates under; docs/paper-fidelity.md, 7d).
 
 Streams: the labels are read, sampled and written a chunk of prompts at a time, so memory does not
 grow with the prompt count (bench/bench_memory.py).
 """
 
 from collections import Counter
+from functools import partial
 
 from cosalign.cosa import schemas
 from cosalign.cosa.taxonomy import Taxonomy
-from cosalign.data.configs import iter_configs, training_label_chunks
+from cosalign.core import paths
+from cosalign.data.configs import iter_configs, training_label_chunks, write_generation_configs
 from cosalign.core.params import protocol
 from cosalign.core.stage import run_stage, stage_params, taken_from_registry
 
@@ -23,9 +26,13 @@ def _tally(chunks, counts: dict):
 
 def main() -> None:
     p = stage_params("configs")
-    if taken_from_registry(p, "configs"):
-        return
     sampling = protocol()  # top-level: 'paper' samples as the authors' pairing code does
+    labels_of = partial(training_label_chunks, paths.PROMPTS, paths.PROMPT_LABELS,
+                        max_prompts=p.get("max_train_prompts"), seed=p["seed"])
+    if taken_from_registry(p, "configs"):
+        print(write_generation_configs(sampling, paths.GENERATION_CONFIGS, configs_path=paths.CONFIGS,
+                                       label_chunks=labels_of, seed=p["seed"], taxonomy=Taxonomy.load(paths.TAXONOMY)))
+        return
     tax = Taxonomy.load("data/taxonomy.json")
     labels = training_label_chunks("data/prompts.parquet", "data/prompt_labels.parquet",
                                    max_prompts=p.get("max_train_prompts"), seed=p["seed"])
@@ -35,6 +42,8 @@ def main() -> None:
     rows = schemas.write_dataset(_tally(chunks, counts), "configs", "data/configs.parquet")
     print(f"configs ({sampling} protocol): {rows} for {counts['prompts']} training prompts; "
           f"modes {dict(counts['modes'].most_common())}")
+    print(write_generation_configs(sampling, paths.GENERATION_CONFIGS, configs_path=paths.CONFIGS,
+                                   label_chunks=labels_of, seed=p["seed"], taxonomy=tax))
 
 
 if __name__ == "__main__":
