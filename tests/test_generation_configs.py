@@ -102,9 +102,11 @@ def test_generation_configs_are_deterministic_and_independent_of_the_pairing_dra
     prompts, labels = many_tables(120)
     a, b = generation(prompts, labels), generation(prompts, labels)
     pd.testing.assert_frame_equal(a, b)
-    assert not generation(prompts, labels, seed=4)["allowed_categories"].equals(a["allowed_categories"])
-    # A prompt's draws depend only on its own identity: a subset of prompts gives the same rows.
-    some = labels.iloc[::3]
+    assert generation(prompts, labels, seed=4)["allowed_categories"].tolist() != a["allowed_categories"].tolist()
+    # A prompt's draws depend only on its own identity and the pool: a subset of prompts whose
+    # labels hold the same categories gives the same rows.
+    some = labels.iloc[::2]
+    assert configs.generation_pool([trained(some)]) == NAMED
     sub = generation(prompts, some)
     pd.testing.assert_frame_equal(sub, a[a["prompt_id"].isin(sub["prompt_id"])].reset_index(drop=True))
 
@@ -184,7 +186,7 @@ def test_configs_stage_under_paper_writes_separate_generation_configs(tmp_path, 
 def test_responses_stage_generates_under_the_generation_configs(tmp_path, monkeypatch, repo_root, tiny_model_dir):
     """Under `paper` the replies answer the generation configs (and the generic prompt), never the
     pairing configs; the pairing table is not read at all."""
-    run_configs_stage(tmp_path, monkeypatch, repo_root, "paper", n=8)
+    run_configs_stage(tmp_path, monkeypatch, repo_root, "paper", n=12)
     data = tmp_path / "data"
     (data / "configs.parquet").unlink()  # pairing's table: the responses stage must not need it
     (tmp_path / "models").mkdir()
