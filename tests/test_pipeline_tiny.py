@@ -67,6 +67,8 @@ def test_only_training_prompts_feed_training(tiny_pipeline):
     train = set(prompts.loc[prompts["split"] == "train", "prompt_id"])
     configs = read_parquet(root / "data/configs.parquet")
     assert set(configs["prompt_id"]) <= train
+    # protocol cosalign: responses generate under the pairing configs (docs/paper-fidelity.md, 7d)
+    assert (root / "data/generation_configs.parquet").read_bytes() == (root / "data/configs.parquet").read_bytes()
 
 
 def test_taxonomy_has_the_papers_categories_and_a_cluster_report(tiny_pipeline):

@@ -39,6 +39,14 @@ def test_paper_protocol_runs_end_to_end(paper_pipeline):
     # 7a: no training prompt carries an unseen category or Other Harms
     for pid in configs["prompt_id"].unique():
         assert set(labels.at[pid, "risk_categories"]) <= set(taxonomy.SEEN)
+    # 7d: responses answer the generation configs (4 superset + 4 not_superset per training prompt,
+    # unseen categories allowed, also for prompts 7a leaves out of pairing), never the pairing ones
+    gen = read_parquet(root / "data/generation_configs.parquet")
+    assert gen.groupby(["prompt_id", "mode"]).size().eq(4).all() and set(gen["mode"]) == {"superset", "not_superset"}
+    assert set(configs["prompt_id"]) < set(gen["prompt_id"])
+    assert any(set(a) & set(taxonomy.UNSEEN) for a in gen["allowed_categories"])
+    model = read_parquet(root / "data/responses.parquet").query("source == 'model'")
+    assert set(gen["config_id"]) <= set(model["config_id"]) and not set(configs["config_id"]) & set(model["config_id"])
 
 
 def test_heldout_items_do_not_depend_on_the_protocol(paper_pipeline):

@@ -24,6 +24,7 @@ TAXONOMY = "data/taxonomy.json"                     # taxonomy
 PROMPT_LABELS = "data/prompt_labels.parquet"        # prompt_labels
 PROMPT_LABELS_METRICS = "reports/prompt_labels.json"  # prompt_labels: agreement with gold labels
 CONFIGS = "data/configs.parquet"                    # configs
+GENERATION_CONFIGS = "data/generation_configs.parquet"  # configs: what responses generates under
 RESPONSES = "data/responses.parquet"                # responses
 JUDGMENTS = "data/judgments.parquet"                # judgments
 PREFERENCES = "data/preferences.parquet"            # preferences

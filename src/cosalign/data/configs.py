@@ -282,3 +282,126 @@ def sample_configs(prompts_df: pd.DataFrame, labels_df: pd.DataFrame, *, modes: 
                           taxonomy=taxonomy)
     out = pd.concat(list(chunks), ignore_index=True)
     return schemas.validate(out, "configs", "<configs>", taxonomy=taxonomy)
+
+
+# --- generation configs (docs/paper-fidelity.md, 7d) ----------------------------------------------
+# The authors generate responses under configs of their own (data_processing/add_spec_i_sysprompt.py,
+# default setup `superset/4-not_superset/4`), drawn over every category occurring in the prompt
+# labels except Other Harms (unseen ones included), and pair under fresh configs (one per mode, the
+# four training categories). Under `protocol: paper` the configs stage writes both tables; under
+# `cosalign` one set serves both, so the generation table is a byte copy of data/configs.parquet.
+GENERATION_SETUP = (("superset", 4), ("not_superset", 4))  # (mode, draws per prompt)
+GENERATION_TAG = "gen"  # in the draws' RNG identity and the config ids: independent of pairing's
+
+
+def generation_pool(label_chunks, taxonomy: Taxonomy = PAPER) -> list[str]:
+    """The allowable categories that occur in the risk sets of `label_chunks` (frames with
+    risk_categories), in taxonomy order: the authors' `dataset_categories` without Other Harms."""
+    found = set()
+    for labels in label_chunks:
+        for risks in labels["risk_categories"]:
+            found.update(risks)
+    return [c for c in taxonomy.canonical_order(found) if c in taxonomy.allowable]
+
+
+def sample_generation_allowed(prompt_categories, mode: str, rng: np.random.Generator, pool,
+                              taxonomy: Taxonomy = PAPER) -> list[str]:
+    """A generation config's allowed set for a prompt risk set P, drawn over `pool` (taxonomy order),
+    as the authors' get_allowed_harms_categories: with S = P without Other Harms,
+    superset = S plus a random subset of pool \\ S of any size (zero included);
+    not_superset = a random subset of S of size < |S| plus a random subset of pool \\ S, and [] for
+    S = [] (a risk-free or Other-Harms-only prompt). Canonical order (7g)."""
+    if mode not in ("superset", "not_superset"):
+        raise ValueError(f"generation configs draw superset or not_superset, got {mode!r}")
+    prompt = taxonomy.canonical_order(prompt_categories)  # also rejects unknown names
+    risks = [c for c in prompt if c in taxonomy.allowable]
+    missing = [c for c in risks if c not in pool]
+    if missing:
+        raise ValueError(f"prompt categories {missing} are not in the generation pool {list(pool)}")
+    rest = [c for c in pool if c not in risks]
+    if mode == "superset":
+        return taxonomy.canonical_order(risks + _random_subset(rest, rng, 0, len(rest)))
+    if not risks:
+        return []
+    extra = _random_subset(rest, rng, 0, len(rest))  # the authors draw the extras first
+    kept = _random_subset(risks, rng, 0, len(risks) - 1)
+    return taxonomy.canonical_order(kept + extra)
+
+
+def _prompt_generation_configs(label, pool, seed, templates, taxonomy: Taxonomy) -> list[dict]:
+    """The generation config rows of one training label, in GENERATION_SETUP order, then k."""
+    rows = []
+    for mode, draws in GENERATION_SETUP:
+        for k in range(draws):
+            rng = derive_rng(seed, GENERATION_TAG, label.prompt_id, mode, k)
+            allowed = sample_generation_allowed(label.risk_categories, mode, rng, pool, taxonomy)
+            template = templates[int(rng.integers(len(templates)))]
+            rows.append({
+                "config_id": f"{label.prompt_id}-{GENERATION_TAG}-{mode}-{k}",
+                "prompt_id": label.prompt_id,
+                "mode": mode,
+                "allowed_categories": allowed,
+                "template_id": template["id"],
+                "system_prompt": render_config(template, allowed, taxonomy),
+            })
+    return rows
+
+
+def iter_generation_configs(label_chunks, pool, *, seed: int, template_kind: str = "train",
+                            templates: list[dict] | None = None, taxonomy: Taxonomy = PAPER):
+    """Yield the `protocol: paper` generation configs (schemas.GenerationConfigs columns, not yet
+    validated) of each chunk of training labels, as iter_configs does for the pairing configs:
+    every training prompt with a valid label gets them, also those `trains_under` skips (the
+    authors generate for every prompt). `pool`: generation_pool over the same labels. Each draw
+    is seeded by (seed, GENERATION_TAG, prompt_id, mode, k), so chunking changes nothing."""
+    templates = templates if templates is not None else load_templates(template_kind)
+    yielded = False
+    for labels in label_chunks:
+        rows = [row for label in labels.itertuples(index=False)
+                for row in _prompt_generation_configs(label, pool, seed, templates, taxonomy)]
+        if rows:
+            yielded = True
+            yield _configs_frame(rows)
+    if not yielded:
+        yield _configs_frame([])
+
+
+def sample_generation_configs(prompts_df: pd.DataFrame, labels_df: pd.DataFrame, *, seed: int,
+                              template_kind: str = "train", templates: list[dict] | None = None,
+                              taxonomy: Taxonomy = PAPER) -> pd.DataFrame:
+    """The `protocol: paper` generation configs in memory (the configs stage streams the same rows
+    with write_generation_configs): 4 superset + 4 not_superset per training prompt with a valid
+    label, over the categories occurring in those labels. A schemas.GenerationConfigs frame."""
+    if "prompt_id" not in prompts_df.columns:
+        raise InputError("<prompts>", "missing column", field="prompt_id")
+    labels = _training_labels(labels_df.reset_index(drop=True), set(prompts_df["prompt_id"]))
+    pool = generation_pool([labels], taxonomy)
+    chunks = iter_generation_configs([labels], pool, seed=seed, template_kind=template_kind,
+                                     templates=templates, taxonomy=taxonomy)
+    out = pd.concat(list(chunks), ignore_index=True)
+    return schemas.validate(out, "generation_configs", "<generation_configs>", taxonomy=taxonomy)
+
+
+def write_generation_configs(protocol: str, out_path, *, configs_path, label_chunks, seed: int,
+                             taxonomy: Taxonomy = PAPER, templates: list[dict] | None = None) -> str:
+    """Write the table the responses stage generates under to `out_path`; returns a summary line.
+
+    `paper`: the generation configs (iter_generation_configs), streamed; `label_chunks` is a
+    callable returning a fresh training_label_chunks iterator, called twice (the category pool,
+    then the draws), so memory holds one chunk. `cosalign`: a byte copy of `configs_path`, so the
+    responses stay what they were before the split existed.
+    """
+    import shutil
+
+    from cosalign.core.io import atomic_path
+
+    validate_protocol(protocol)
+    if protocol == "cosalign":
+        with atomic_path(out_path) as tmp:
+            shutil.copyfile(configs_path, tmp)
+        return f"generation configs ({protocol} protocol): the pairing configs, {configs_path}"
+    pool = generation_pool(label_chunks(), taxonomy)
+    chunks = iter_generation_configs(label_chunks(), pool, seed=seed, templates=templates, taxonomy=taxonomy)
+    rows = schemas.write_dataset(chunks, "generation_configs", out_path, taxonomy=taxonomy)
+    return (f"generation configs ({protocol} protocol): {rows} "
+            f"({' + '.join(f'{n} {m}' for m, n in GENERATION_SETUP)} per prompt) over {len(pool)} categories")

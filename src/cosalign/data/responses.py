@@ -1,7 +1,10 @@
 """The responses stage: several replies per (config, prompt) from a generator.
 
-For each training prompt: one reply set per sampled config plus one under a generic system prompt
-(as the paper adds a plain answer), `samples` replies each.
+For each training prompt: one reply set per generation config plus one under a generic system
+prompt (as the paper adds a plain answer), `samples` replies each. The stage passes
+data/generation_configs.parquet: under `protocol: paper` the authors' 4 superset + 4 not_superset
+configs per prompt over every allowable category, under `cosalign` the pairing configs themselves
+(data.configs.write_generation_configs; docs/paper-fidelity.md, 7d).
 
 `template_responses` adds templated replies per prompt, marked source=template, so the judge and
 the pairing have opposite behaviours to separate: `refusal` (a polite refusal) and `compliance`
