@@ -42,7 +42,7 @@ def main() -> None:
         chunks = iter_pairs(PairInputs(), seed=p["seed"], max_pairs_per_config=p.get("max_pairs_per_config"),
                             protocol=grouping, taxonomy=Taxonomy.load("data/taxonomy.json"))
     if p.get("max_pairs"):  # null or 0: every pair
-        chunks = [sample_pairs(chunks, max_pairs=p["max_pairs"], seed=p["seed"])]
+        chunks = [sample_pairs(chunks, max_pairs=p["max_pairs"], seed=p["seed"], balance=p.get("balance"))]
     modes = Counter()
     rows = schemas.write_dataset(_tally(chunks, modes), "preferences", "data/preferences.parquet")
     print(f"preferences ({grouping} protocol): {rows} pairs; modes {dict(modes.most_common())}")

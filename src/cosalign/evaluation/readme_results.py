@@ -18,18 +18,19 @@ from pathlib import Path
 
 from cosalign.core.io import write_text
 from cosalign.cosa.cosa_score import SCORES
-from cosalign.evaluation.report import config_sets, diff_cell, model_order, score_cells
+from cosalign.evaluation.report import SCORE_HEADS, config_sets, diff_cell, model_order, score_cells
 
 START = ("<!-- expected-results: generated from reports/metrics.json by "
          "`python -m cosalign.evaluation.readme_results`; do not edit by hand -->")
 END = "<!-- /expected-results -->"
-LABELS = {"cosa_score": "CoSA-Score", "helpful_safe": "help+safe", "helpful_unsafe": "help+unsafe"}
+LABELS = {"cosa_score": "CoSA-Score", "helpful_safe": "help+safe", "helpful_unsafe": "help+unsafe",
+          "answered_risk_free": "answers risk-free"}
 
 
 def render(metrics: dict, benchmark: str = "heldout") -> str:
     """The markdown between the markers for one benchmark of metrics.json."""
     sets = config_sets(metrics, benchmark)
-    head = ["model"] + [f"{s} {c}" for s in sets for c in ("CoSA", "help+safe", "help+unsafe")]
+    head = ["model"] + [f"{s} {c}" for s in sets for c in SCORE_HEADS]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     readings = []
     for model in model_order(metrics):
