@@ -112,6 +112,8 @@ def render(results: list[dict]) -> str:
 def load_results(names: list[str] | None = None) -> list[dict]:
     order = [n for _, files in BENCHES.values() for n in files]
     found = {p.stem: json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json"))}
+    # Only benchmark results (write_result's shape); other JSON there (category_scope) is data.
+    found = {k: v for k, v in found.items() if "targets" in v and "figures" in v}
     keys = [n for n in order if n in found] + sorted(set(found) - set(order))
     return [found[k] for k in keys if names is None or k in names]
 

@@ -41,7 +41,8 @@ def render(metrics: dict, benchmark: str = "heldout") -> str:
         for s, g in zip(sets, groups):
             vs = (g or {}).get("vs_baseline")
             if vs:
-                parts = [f"{LABELS[k]} {diff_cell(vs[k], k != 'cosa_score')}" for k in SCORES]
+                parts = [f"{LABELS[k]} {diff_cell(vs[k], k != 'cosa_score')}" for k in SCORES
+                         if (vs.get(k) or {}).get("diff") is not None]  # none: no risk-free items
                 readings.append(f"- {model} - {vs['baseline']}, {s} ({vs['n_paired']} pairs): "
                                 + "; ".join(parts) + ".")
     has_ci = any("ci" in g for per in metrics.values() for g in per.values())

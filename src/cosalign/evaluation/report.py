@@ -188,8 +188,8 @@ def paired_tables(metrics: dict) -> str:
                 vs = (metrics[model].get(f"{bench}/{s}") or {}).get("vs_baseline")
                 if not vs:
                     continue
-                cells = [diff_cell(vs[k], k != "cosa_score") for k in M.SCORES]
-                ratio = vs["answered_risk_free"].get("ratio")
+                cells = [diff_cell(vs.get(k) or {}, k != "cosa_score") for k in M.SCORES]
+                ratio = (vs.get("answered_risk_free") or {}).get("ratio")
                 cells.append("n/a" if ratio is None else f"{ratio:.2f}")
                 lines.append(f"| {model} | {s} | {vs['baseline']} | {vs['n_paired']} | "
                              + " | ".join(cells) + " |")
