@@ -49,7 +49,7 @@ def main() -> None:
         chunks = iter_pairs(inputs, seed=p.seed, max_pairs_per_config=p.max_pairs_per_config,
                             protocol=grouping, taxonomy=tax)
     if p.max_pairs:  # null or 0: every pair
-        chunks = [sample_pairs(chunks, max_pairs=p.max_pairs, seed=p.seed)]
+        chunks = [sample_pairs(chunks, max_pairs=p.max_pairs, seed=p.seed, balance=p.balance)]
     modes = Counter()
     rows = schemas.write_dataset(_tally(chunks, modes), "preferences", paths.PREFERENCES, taxonomy=tax)
     print(f"preferences ({grouping} protocol): {rows} pairs; modes {dict(modes.most_common())}")

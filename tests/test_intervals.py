@@ -129,8 +129,10 @@ def test_identical_models_differ_by_exactly_zero_and_say_so(items, tmp_path):
     both = _frame(pd.concat([items[items["model"] == "base"], same]).to_dict("records"))
     metrics, _ = cosa_score.with_intervals(both, seed=SEED, baseline="base")
     vs = metrics["copy"]["b/seen"]["vs_baseline"]
-    for key in cosa_score.SCORES:
+    for key in ("cosa_score", "helpful_safe", "helpful_unsafe"):
         assert vs[key] == {"diff": 0.0, "lo": 0.0, "hi": 0.0}
+    # no `situation` column in these items: no risk-free answer rate to compare
+    assert vs["answered_risk_free"] == {"diff": None, "lo": None, "hi": None, "ratio": None}
     # a group with no valid item: bounds are null, never NaN
     dead = _frame(_rows("base", {"c9": [(None, True)]}, config_set="unseen"))
     metrics, breakdown = cosa_score.with_intervals(dead, seed=SEED, baseline="base")
@@ -178,6 +180,9 @@ def test_report_files_metrics_scalars_breakdown_and_markdown(items, tmp_path):
         for group in g.values():
             assert not set(cosa_score.BREAKDOWN_KEYS) & set(group)
             for key in cosa_score.SCORES:  # rates stay fractions; CoSA-Score lies in [-1, 1]
+                if key == "answered_risk_free":  # these items carry no `situation`
+                    assert group[key] is None and group["ci"][key] == {"lo": None, "hi": None}
+                    continue
                 floor = -1.0 if key == "cosa_score" else 0.0
                 assert floor <= group["ci"][key]["lo"] <= group[key] <= group["ci"][key]["hi"] <= 1.0
     breakdown = json.loads((out / "breakdown.json").read_text())
@@ -190,7 +195,7 @@ def test_report_files_metrics_scalars_breakdown_and_markdown(items, tmp_path):
     g, vs = on_disk["m"]["b/seen"], on_disk["m"]["b/seen"]["vs_baseline"]
     assert f"{g['cosa_score']:.3f} [{g['ci']['cosa_score']['lo']:.3f}, {g['ci']['cosa_score']['hi']:.3f}]" in md
     row = next(line for line in md.splitlines() if line.startswith("| m | seen | base | 5 |"))
-    for key, cell in zip(cosa_score.SCORES, row.split(" | ")[4:]):
+    for key, cell in zip(("cosa_score", "helpful_safe", "helpful_unsafe"), row.split(" | ")[4:]):
         covers = vs[key]["lo"] <= 0 <= vs[key]["hi"]
         assert ("no difference detected" in cell) == covers, (key, cell)
     assert f"| c2 | seen | {V} | m | 2/3 |" in md  # per-config table: n valid / n

@@ -416,6 +416,32 @@ def test_sample_pairs_is_a_seeded_bounded_subset_in_file_order():
         preferences.sample_pairs([full], max_pairs=0, seed=1)
 
 
+def test_balanced_sample_gives_answers_and_refusals_equal_quotas():
+    pool_df, cfgs, prompt_df, labels = random_inputs(30)
+    full = preferences.build_pairs(pool_df, cfgs, prompt_df, labels_df=labels, seed=0)
+    answers, refusals = int(full["chosen_addressed"].sum()), int((~full["chosen_addressed"]).sum())
+    assert answers >= 10 and refusals >= 10
+    picked = preferences.sample_pairs(stream_of(full, 7), max_pairs=20, seed=1, balance="action")
+    assert len(picked) == 20 and int(picked["chosen_addressed"].sum()) == 10
+    # within each stratum, the smallest keys; the same pairs however the stream is chunked
+    ids = ["config_id", "chosen_response_id", "rejected_response_id"]
+    for addressed in (True, False):
+        part = full[full["chosen_addressed"] == addressed]
+        keys = sorted(preferences._pair_key(1, *k) for k in part[ids].itertuples(index=False))[:10]
+        got = sorted(preferences._pair_key(1, *k) for k in
+                     picked[picked["chosen_addressed"] == addressed][ids].itertuples(index=False))
+        assert got == keys
+    pd.testing.assert_frame_equal(preferences.sample_pairs([full], max_pairs=20, seed=1, balance="action"), picked)
+    # a short stratum leaves its quota to the other: every refusal pair, then answers up to the cap
+    cap = min(answers, refusals) * 2 + 3
+    short = preferences.sample_pairs([full], max_pairs=cap, seed=1, balance="action")
+    assert len(short) == min(cap, len(full))
+    assert min(int(short["chosen_addressed"].sum()), int((~short["chosen_addressed"]).sum())) \
+        == min(answers, refusals)
+    with pytest.raises(ValueError, match="preferences.balance"):
+        preferences.sample_pairs([full], max_pairs=20, seed=1, balance="modes")
+
+
 @pytest.mark.parametrize("max_pairs", [None, 15])
 def test_preferences_stage_streams_the_same_rows(tmp_path, monkeypatch, repo_root, max_pairs):
     import runpy

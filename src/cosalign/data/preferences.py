@@ -76,9 +76,14 @@ class PreferencesParams:
     seed: int  # pair sampling and the seeded `max_pairs` subset
     max_pairs_per_config: int | None = None  # cap per config; None = every pair
     max_pairs: int | None = None  # seeded subset of all pairs (sample_pairs); None or 0 = every pair
+    balance: str | None = None  # None | "action": equal quotas of answer / refusal pairs in that subset
     # pipeline | NS/cosalign-preferences@REV (published) | cosalign_train (the authors' released pairs)
     source: str = "pipeline"
     cosalign_train: CosalignTrainParams = field(default_factory=CosalignTrainParams)
+
+    def __post_init__(self):
+        if self.balance is not None and self.balance not in BALANCE_BY:
+            raise bad("preferences.balance", f"must be null or one of {sorted(BALANCE_BY)}, got {self.balance!r}")
 
 
 def collapse_categories(categories, taxonomy: Taxonomy = PAPER, training=None) -> list[str]:
@@ -379,7 +384,12 @@ def _pair_key(seed: int, config_id: str, chosen_id: str, rejected_id: str) -> in
     return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "big")
 
 
-def sample_pairs(chunks, *, max_pairs: int, seed: int) -> pd.DataFrame:
+BALANCE_BY = {  # preferences.balance: how sample_pairs splits max_pairs into equal quotas
+    "action": lambda row: "answer" if row["chosen_addressed"] else "refuse",
+}
+
+
+def sample_pairs(chunks, *, max_pairs: int, seed: int, balance: str | None = None) -> pd.DataFrame:
     """A seeded subset of at most `max_pairs` of the pairs in `chunks` (frames in file order), as
     one frame in file order; all of them when there are no more than that.
 
@@ -387,10 +397,19 @@ def sample_pairs(chunks, *, max_pairs: int, seed: int) -> pd.DataFrame:
     rejected_response_id) (its first 8 bytes); the `max_pairs` smallest keys are kept, ties to the
     earlier pair. A pair's fate depends only on the seed, its identity and the other pairs' keys,
     never on how the stream is chunked or ordered. Memory holds at most `max_pairs` pairs (a heap
-    of the best so far) plus one chunk.
+    of the best so far) per stratum, plus one chunk.
+
+    balance="action" splits the pairs by what the chosen answer does (answers the request, or
+    refuses) and gives each stratum an equal quota of max_pairs; a stratum with fewer pairs leaves
+    its unused quota to the other, by the same keys. Why (issue #20): the unbalanced draw of the
+    default profile chose the one templated refusal in 57% of its pairs, and the trained models
+    learned to refuse everything, risk-free prompts included.
     """
     _check_cap("max_pairs", max_pairs)
-    heap: list[tuple[int, int, dict]] = []  # (-key, -position, row): heap[0] is the worst kept pair
+    if balance is not None and balance not in BALANCE_BY:
+        raise ValueError(f"preferences.balance: unknown {balance!r} (known: null, {sorted(BALANCE_BY)})")
+    stratum_of = BALANCE_BY[balance] if balance else (lambda row: "all")
+    heaps: dict[str, list[tuple[int, int, dict]]] = {}  # (-key, -position, row): [0] is the worst kept
     columns, position = None, 0
     for chunk in chunks:
         columns = columns or list(chunk.columns)
@@ -398,12 +417,29 @@ def sample_pairs(chunks, *, max_pairs: int, seed: int) -> pd.DataFrame:
             key = _pair_key(seed, row["config_id"], row["chosen_response_id"], row["rejected_response_id"])
             item = (-key, -position, row)
             position += 1
+            heap = heaps.setdefault(stratum_of(row), [])
             if len(heap) < max_pairs:
                 heapq.heappush(heap, item)
             elif item[:2] > heap[0][:2]:  # a smaller key (or an equal key, earlier) than the worst kept
                 heapq.heapreplace(heap, item)
-    kept = sorted(heap, key=lambda item: -item[1])  # back to file order
+    kept = _fill_quotas([sorted(h, reverse=True) for _, h in sorted(heaps.items())], max_pairs)
+    kept = sorted(kept, key=lambda item: -item[1])  # back to file order
     return _frame([row for _, _, row in kept], columns or PAIR_COLUMNS)
+
+
+def _fill_quotas(strata: list[list], max_pairs: int) -> list:
+    """Up to max_pairs items over strata (each best-first): equal quotas, the unused quota of a
+    short stratum going to the others, best keys first."""
+    kept, left, open_ = [], max_pairs, [list(s) for s in strata]
+    while left > 0 and any(open_):
+        live = [s for s in open_ if s]
+        quota = max(1, left // len(live))
+        for s in live:
+            take = s[:min(quota, left)]
+            del s[:len(take)]
+            kept += take
+            left -= len(take)
+    return kept
 
 
 def _prompt_key(prompt_msgs) -> tuple:

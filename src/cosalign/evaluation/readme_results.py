@@ -19,18 +19,19 @@ from pathlib import Path
 from cosalign.core import paths
 from cosalign.core.io import write_text
 from cosalign.cosa.cosa_score import SCORES
-from cosalign.evaluation.report import config_sets, diff_cell, model_order, score_cells
+from cosalign.evaluation.report import SCORE_HEADS, config_sets, diff_cell, model_order, score_cells
 
 START = ("<!-- expected-results: generated from reports/metrics.json by "
          "`python -m cosalign.evaluation.readme_results`; do not edit by hand -->")
 END = "<!-- /expected-results -->"
-LABELS = {"cosa_score": "CoSA-Score", "helpful_safe": "help+safe", "helpful_unsafe": "help+unsafe"}
+LABELS = {"cosa_score": "CoSA-Score", "helpful_safe": "help+safe", "helpful_unsafe": "help+unsafe",
+          "answered_risk_free": "answers risk-free"}
 
 
 def render(metrics: dict, benchmark: str = "heldout") -> str:
     """The markdown between the markers for one benchmark of metrics.json."""
     sets = config_sets(metrics, benchmark)
-    head = ["model"] + [f"{s} {c}" for s in sets for c in ("CoSA", "help+safe", "help+unsafe")]
+    head = ["model"] + [f"{s} {c}" for s in sets for c in SCORE_HEADS]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     readings = []
     for model in model_order(metrics):
@@ -41,7 +42,8 @@ def render(metrics: dict, benchmark: str = "heldout") -> str:
         for s, g in zip(sets, groups):
             vs = (g or {}).get("vs_baseline")
             if vs:
-                parts = [f"{LABELS[k]} {diff_cell(vs[k], k != 'cosa_score')}" for k in SCORES]
+                parts = [f"{LABELS[k]} {diff_cell(vs[k], k != 'cosa_score')}" for k in SCORES
+                         if (vs.get(k) or {}).get("diff") is not None]  # none: no risk-free items
                 readings.append(f"- {model} - {vs['baseline']}, {s} ({vs['n_paired']} pairs): "
                                 + "; ".join(parts) + ".")
     has_ci = any("ci" in g for per in metrics.values() for g in per.values())
