@@ -150,7 +150,8 @@ def test_report_metrics_reproduce_from_items(evaluated, tmp_path):
     assert oracle["filtered"].tolist() == flagged
 
     md = (tmp_path / "report.md").read_text()
-    assert "| model | seen CoSA | seen help+safe | seen help+unsafe | unseen CoSA" in md
+    assert ("| model | seen CoSA | seen help+safe | seen help+unsafe | seen answers risk-free | "
+            "unseen CoSA") in md
     assert "| base_ica |" in md and "| base_cascade_oracle |" in md
     assert "WARNING" in md and "`stand-in:v1`" in md and "NOT comparable" in md
     assert "0.408" in md  # the paper's reference table is there for context
