@@ -53,6 +53,27 @@ def compare_metrics(a: dict, b: dict) -> list[dict]:
     return rows
 
 
+def paired(run_a: Path, run_b: Path, seed: int = 0) -> list[dict]:
+    """fp32 - bf16 per model and group on the items both runs judged valid (the same heldout items:
+    the benchmark's draw depends on the seed and the test split only)."""
+    from cosalign.cosa import cosa_score
+    from cosalign.core.io import read_parquet
+
+    rows = []
+    for path in sorted((run_a / "reports/eval").glob("*.parquet")):
+        other = run_b / "reports/eval" / path.name
+        if not other.exists():
+            continue
+        a, b = read_parquet(path).assign(model="bf16"), read_parquet(other).assign(model="fp32")
+        for (bench, cset), ga in a.groupby(["benchmark", "config_set"]):
+            gb = b[(b["benchmark"] == bench) & (b["config_set"] == cset)]
+            vs = cosa_score.vs_baseline(gb, ga, "bf16", seed)
+            d = vs["cosa_score"]
+            rows.append({"model": path.stem, "group": f"{bench}/{cset}", "n_paired": vs["n_paired"], **d,
+                         "covers_0": d["lo"] is not None and d["lo"] <= 0 <= d["hi"]})
+    return rows
+
+
 def loss_curves(run: Path, trainer: str) -> pd.DataFrame:
     return pd.read_csv(run / "reports" / "train" / f"{trainer}.csv")
 
@@ -99,12 +120,20 @@ def main(argv=None) -> int:
         figures.append(figure(f"{trainer} loss, last 5 steps mean: bf16 / fp32",
                               f"{a['loss'].tail(5).mean():.4f} / {b['loss'].tail(5).mean():.4f}"))
         figures.append(figure(f"{trainer} loss, largest per-step gap (of {n} steps)", round(float(gap.max()), 4)))
+    pairs = paired(args.bf16, args.fp32)
+    for r in pairs:
+        figures.append(figure(f"{r['model']} {r['group']} CoSA-Score, fp32 - bf16 on {r['n_paired']} paired items",
+                              f"{r['diff']:+.3f} [{r['lo']:+.3f}, {r['hi']:+.3f}]"
+                              + (": no difference detected" if r["covers_0"] else ": **differ**")))
     same = [name for name in DATA if _sha(args.bf16 / f"data/{name}.parquet") == _sha(args.fp32 / f"data/{name}.parquet")]
     figures.append(figure("data artifacts byte-identical in both runs", ", ".join(same) or "none"))
     within = all(r["within"] for r in rows)
     targets = [{"name": "every score of every model inside the other run's 95% interval",
                 "value": f"{sum(r['within'] for r in rows)} of {len(rows)}", "unit": "", "op": "=",
-                "goal": "all", "met": within}]
+                "goal": "all", "met": within},
+               {"name": "paired CoSA-Score difference (fp32 - bf16, same items) covers 0",
+                "value": f"{sum(r['covers_0'] for r in pairs)} of {len(pairs)}", "unit": "", "op": "=",
+                "goal": "all", "met": bool(pairs) and all(r["covers_0"] for r in pairs)}]
     RESULTS.mkdir(parents=True, exist_ok=True)
     plot(curves, RESULTS / "precision_loss.png")
     notes = ["Loss curves overlaid: bench/results/precision_loss.png. The two runs share params and seeds "
@@ -112,7 +141,7 @@ def main(argv=None) -> int:
              "sampled responses (and so the pairs) differ because generation ran in another precision. "
              "Checkpoints and generations also differ between CPU types (docs/precision.md)."]
     write_result("precision", "bf16 vs float32, default profile (issue 19)", figures, targets, quick=False,
-                 details={"rows": rows}, notes=notes)
+                 details={"rows": rows, "paired": pairs}, notes=notes)
     return 0
 
 
