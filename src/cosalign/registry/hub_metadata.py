@@ -171,21 +171,27 @@ def model_index(name: str, metrics: dict | None, judge: str | None,
     naming the Hub dataset id, revision and split it was scored on and the judge (metric args)."""
     from huggingface_hub import EvalResult
     results = []
+    for bench, config_set, ds, item_judge, metric, label, m in _scored(name, metrics, judge, benchmarks):
+        results.append(EvalResult(
+            task_type="text-generation", task_name="Controllable safety alignment",
+            dataset_type=ds.repo_id, dataset_name=f"{bench} ({config_set} configs)",
+            dataset_config=ds.config, dataset_split=ds.split, dataset_revision=ds.revision,
+            dataset_args={"benchmark": bench, "config_set": config_set},
+            metric_type=metric, metric_name=f"{label} (judge: {item_judge})", metric_value=m[metric],
+            metric_config=config_set, metric_args={"judge": item_judge}))
+    return results
+
+
+def _scored(name: str, metrics: dict | None, judge: str | None, benchmarks: dict[str, BenchmarkDataset]):
+    """(benchmark, config set, its dataset, judge, metric, label, group metrics) for every METRICS
+    score of model `name` that metrics.json holds, in sorted group order."""
     for key, m in sorted(((metrics or {}).get(name) or {}).items()):
         bench, _, config_set = key.partition("/")
         ds = benchmarks.get(bench) or BenchmarkDataset(bench, None, TEST)
         item_judge = m.get("judge") or judge or "unknown"
         for metric, label in METRICS:
-            if m.get(metric) is None:
-                continue
-            results.append(EvalResult(
-                task_type="text-generation", task_name="Controllable safety alignment",
-                dataset_type=ds.repo_id, dataset_name=f"{bench} ({config_set} configs)",
-                dataset_config=ds.config, dataset_split=ds.split, dataset_revision=ds.revision,
-                dataset_args={"benchmark": bench, "config_set": config_set},
-                metric_type=metric, metric_name=f"{label} (judge: {item_judge})", metric_value=m[metric],
-                metric_config=config_set, metric_args={"judge": item_judge}))
-    return results
+            if m.get(metric) is not None:
+                yield bench, config_set, ds, item_judge, metric, label, m
 
 
 def eval_results_entries(name: str, metrics: dict | None, judge: str | None,
@@ -196,20 +202,14 @@ def eval_results_entries(name: str, metrics: dict | None, judge: str | None,
     (metrics.json `ci`, when present), judge and n in `notes`."""
     from huggingface_hub import EvalResultEntry
     entries = []
-    for key, m in sorted(((metrics or {}).get(name) or {}).items()):
-        bench, _, config_set = key.partition("/")
-        ds = benchmarks.get(bench) or BenchmarkDataset(bench, None, TEST)
-        item_judge = m.get("judge") or judge or "unknown"
-        for metric, label in METRICS:
-            if m.get(metric) is None:
-                continue
-            ci = ((m.get("ci") or {}).get(metric)) or {}
-            interval = f"; 95% CI [{ci['lo']}, {ci['hi']}]" if "lo" in ci and "hi" in ci else ""
-            entries.append(EvalResultEntry(
-                dataset_id=ds.repo_id, task_id=f"{bench}-{config_set}-{metric}", value=m[metric],
-                dataset_revision=ds.revision,
-                notes=f"{label} on {config_set} configs, split {ds.split}; judge: {item_judge}; "
-                      f"n={m.get('n')}{interval}"))
+    for bench, config_set, ds, item_judge, metric, label, m in _scored(name, metrics, judge, benchmarks):
+        ci = ((m.get("ci") or {}).get(metric)) or {}
+        interval = f"; 95% CI [{ci['lo']}, {ci['hi']}]" if "lo" in ci and "hi" in ci else ""
+        entries.append(EvalResultEntry(
+            dataset_id=ds.repo_id, task_id=f"{bench}-{config_set}-{metric}", value=m[metric],
+            dataset_revision=ds.revision,
+            notes=f"{label} on {config_set} configs, split {ds.split}; judge: {item_judge}; "
+                  f"n={m.get('n')}{interval}"))
     return entries
 
 
