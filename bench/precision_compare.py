@@ -23,8 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from common import RESULTS, figure, write_result
-
-SCORES = ("cosa_score", "helpful_safe", "helpful_unsafe")
+from cosalign.cosa.cosa_score import SCORES  # a score either run lacks is skipped
 DATA = ("prompts", "prompt_labels", "configs", "responses", "judgments", "preferences")
 
 
