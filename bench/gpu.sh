@@ -7,8 +7,7 @@
 #   bash bench/gpu.sh --tiny          # anywhere (CPU too): the tiny random model, seconds per bench
 #
 # The machine brings torch, transformers, accelerate and peft; trl, datasets, pandera, ... come
-# from .cache/gpu-wheels, installed with --no-deps --no-index into a venv that sees the system's
-# packages (.cache/gpu-venv). The project runs from src/ (PYTHONPATH), not installed. The default
+# from .cache/gpu-wheels, installed with --no-deps --no-index into a folder put first on PYTHONPATH. The project runs from src/ (PYTHONPATH), not installed. The default
 # profile's SmolLM2 wheel (93 MB) is over the carry limit, so the model is a random Llama of
 # SmolLM2-135M's shape (bench/common.py smollm2_shaped): the same FLOPs per token, noise for text.
 set -euo pipefail
@@ -33,14 +32,15 @@ log() { echo "gpu.sh [$(( $(date +%s) - start )) s] $*" | tee -a "$RESULTS_DIR/g
 : > "$RESULTS_DIR/gpu.log"
 
 PY=${PYTHON:-python3}
+SITE=""
 if ls "$WHEELS"/*.whl >/dev/null 2>&1; then
-  VENV=${VENV:-.cache/gpu-venv}
-  [ -x "$VENV/bin/python" ] || "$PY" -m venv --system-site-packages "$VENV"
-  "$VENV/bin/python" -m pip install -q --no-deps --no-index --find-links "$WHEELS" "$WHEELS"/*.whl
-  PY=$VENV/bin/python
-  log "installed $(ls "$WHEELS"/*.whl | wc -l) carried wheels into $VENV"
+  # --target + PYTHONPATH rather than a venv: the machine's python3 is itself a venv
+  # (/opt/torch/.venv), and a venv made from it with --system-site-packages would not see torch.
+  SITE=${GPU_SITE:-/tmp/gpu-site}
+  "$PY" -m pip install -q --no-deps --no-index --no-compile --no-cache-dir --upgrade --target "$SITE" "$WHEELS"/*.whl
+  log "installed $(ls "$WHEELS"/*.whl | wc -l) carried wheels into $SITE"
 fi
-export PYTHONPATH=$PWD/src:$PWD/bench${PYTHONPATH:+:$PYTHONPATH}
+export PYTHONPATH=${SITE:+$SITE:}$PWD/src:$PWD/bench${PYTHONPATH:+:$PYTHONPATH}
 export COSALIGN_BENCH_RESULTS=$RESULTS_DIR  # bench/common.py writes every <name>.json there
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false DVC_NO_ANALYTICS=1
 missing=$("$PY" - <<'PY'

@@ -12,9 +12,11 @@ DEST=${DEST:-.cache/gpu-wheels}
 PY=${PYTHON:-python3}
 PY_VERSION=${PY_VERSION:-$("$PY" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')}
 installed() { "$PY" -c "import importlib.metadata as m, sys; print(m.version(sys.argv[1]))" "$1" 2>/dev/null; }
-# Pure-Python ones first: trl, datasets and pandera with their small dependencies; the project's
-# installed versions, so the GPU run trains with the same code as the CPU one.
-PKGS=(trl datasets pandera typeguard typing_inspect mypy_extensions dill multiprocess xxhash fsspec)
+# trl, datasets and pandera with the dependencies the machine's image lacks (pydantic for pandera;
+# dill and multiprocess for datasets), and transformers at the project's version, so the GPU run
+# trains with the same code as the CPU one. The image has torch, accelerate, peft, tokenizers,
+# huggingface_hub, pyarrow, pandas, xxhash, fsspec, typing_inspect (the device notes' KINDS.md).
+PKGS=(trl datasets pandera typeguard dill multiprocess pydantic pydantic_core typing_inspection annotated_types transformers)
 specs=()
 for p in "${PKGS[@]}"; do
   v=$(installed "$p" || true)
