@@ -159,24 +159,15 @@ class Configs(_Base):
         return _not_blank(series)
 
 
-class GenerationConfigs(_Base):
+class GenerationConfigs(Configs):
     """data/generation_configs.parquet: the configs the responses stage generates under. Under
     `protocol: paper` drawn over every allowable category in the prompt labels, unseen ones
-    included (docs/paper-fidelity.md, 7d); under `cosalign` a copy of data/configs.parquet."""
-    config_id: Series[str] = pa.Field(unique=True)
-    prompt_id: Series[str]
-    mode: Series[str] = pa.Field(isin=list(MODES))
-    allowed_categories: Series[object]
-    template_id: Series[str]
-    system_prompt: Series[str]
+    included (docs/paper-fidelity.md, 7d); under `cosalign` a copy of data/configs.parquet.
+    Configs' columns and checks, except that an allowed category may be any allowable one."""
 
     @pa.check("allowed_categories", element_wise=True, error=ALLOWABLE)
     def category_lists(cls, value) -> bool:
         return _category_list(value, _allowable())
-
-    @_text_check("config_id", "prompt_id", "template_id", "system_prompt")
-    def not_blank(cls, series: pd.Series) -> pd.Series:
-        return _not_blank(series)
 
 
 class Responses(_Base):

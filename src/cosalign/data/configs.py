@@ -207,16 +207,16 @@ def _prompt_configs(label, modes, configs_per_mode, seed, templates, taxonomy: T
         for k in draws:
             rng = derive_rng(seed, label.prompt_id, mode, k)
             allowed = sample_allowed(label.risk_categories, mode, rng, protocol=protocol, taxonomy=taxonomy)
-            template = templates[int(rng.integers(len(templates)))]
-            rows.append({
-                "config_id": f"{label.prompt_id}-{mode}-{k}",
-                "prompt_id": label.prompt_id,
-                "mode": mode,
-                "allowed_categories": allowed,
-                "template_id": template["id"],
-                "system_prompt": render_config(template, allowed, taxonomy),
-            })
+            rows.append(_config_row(f"{label.prompt_id}-{mode}-{k}", label.prompt_id, mode, allowed,
+                                    templates, rng, taxonomy))
     return rows
+
+
+def _config_row(config_id, prompt_id, mode, allowed, templates, rng, taxonomy: Taxonomy) -> dict:
+    """One config row (CONFIG_COLUMNS); the template is the next draw of the config's own rng."""
+    template = templates[int(rng.integers(len(templates)))]
+    return {"config_id": config_id, "prompt_id": prompt_id, "mode": mode, "allowed_categories": allowed,
+            "template_id": template["id"], "system_prompt": render_config(template, allowed, taxonomy)}
 
 
 def _configs_frame(rows: list[dict]) -> pd.DataFrame:
@@ -335,15 +335,8 @@ def _prompt_generation_configs(label, pool, seed, templates, taxonomy: Taxonomy)
         for k in range(draws):
             rng = derive_rng(seed, GENERATION_TAG, label.prompt_id, mode, k)
             allowed = sample_generation_allowed(label.risk_categories, mode, rng, pool, taxonomy)
-            template = templates[int(rng.integers(len(templates)))]
-            rows.append({
-                "config_id": f"{label.prompt_id}-{GENERATION_TAG}-{mode}-{k}",
-                "prompt_id": label.prompt_id,
-                "mode": mode,
-                "allowed_categories": allowed,
-                "template_id": template["id"],
-                "system_prompt": render_config(template, allowed, taxonomy),
-            })
+            rows.append(_config_row(f"{label.prompt_id}-{GENERATION_TAG}-{mode}-{k}", label.prompt_id, mode,
+                                    allowed, templates, rng, taxonomy))
     return rows
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from cosalign.core.io import InputError
+from cosalign.core.io import InputError, file_digest
 
 
 def git_commit(root: str | Path = ".") -> str | None:
@@ -74,12 +74,8 @@ def lineage(stage: str, root: str | Path = ".") -> dict:
             "dvc": stage_lineage(stage, root)}
 
 
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
+def sha256_file(path: str | Path) -> str:
+    return file_digest(path, "sha256")
 
 
 def git_blob_sha1(path: str | Path) -> str:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
+from cosalign.core.io import file_digest
 from cosalign.core.workqueue import WORK_ROOT, fingerprint
 from cosalign.training.params import TrainingParams
 
@@ -28,7 +29,7 @@ def checkpoint_dir(params: TrainingParams, pref_path, parent_dir, out_dir, root:
     """`<root>/<stage>/<fingerprint>`: where this run's Trainer checkpoints go (the same on every process)."""
     maths = params.to_dict()
     maths["system"] = {k: v for k, v in maths["system"].items() if k not in NOT_MATHS}
-    key = fingerprint(maths, _digest_file(pref_path), _digest_dir(parent_dir), str(Path(out_dir).resolve()))
+    key = fingerprint(maths, file_digest(pref_path), _digest_dir(parent_dir), str(Path(out_dir).resolve()))
     return Path(root) / params.stage / key
 
 
@@ -77,17 +78,9 @@ def clean(work_dir: Path) -> None:
         shutil.rmtree(stage_dir)
 
 
-def _digest_file(path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _digest_dir(path) -> str:
     digest = hashlib.sha256()
     for p in sorted(Path(path).rglob("*")):
         if p.is_file():
-            digest.update(str(p.relative_to(path)).encode() + b"\0" + _digest_file(p).encode())
+            digest.update(str(p.relative_to(path)).encode() + b"\0" + file_digest(p).encode())
     return digest.hexdigest()

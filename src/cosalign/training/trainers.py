@@ -13,7 +13,6 @@ only the main process write files.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 import os
@@ -23,7 +22,7 @@ from pathlib import Path
 
 from cosalign.cosa import schemas
 from cosalign.models.chat import training_view
-from cosalign.core.io import InputError, read_parquet, write_json
+from cosalign.core.io import InputError, file_digest, read_parquet, write_json
 from cosalign.training.curves import rows_from_history, write_curves
 from cosalign.training.params import TrainingParams
 from cosalign.training import resume
@@ -297,7 +296,7 @@ def _provenance(params: TrainingParams, pref_path, parent_dir: Path, summary: di
 
     return {
         "stage": params.stage, "seed": params.seed, "parent": str(parent_dir),
-        "data_file": str(pref_path), "data_md5": _md5(pref_path), "examples": summary["examples"],
+        "data_file": str(pref_path), "data_md5": file_digest(pref_path, "md5"), "examples": summary["examples"],
         "steps": summary["steps"], "train_loss": summary["train_loss"], "world_size": _world_size(),
         "params": params.to_dict(),
         "precision": {"setting": params.compute, "bf16_autocast": bool(summary.get("bf16")),
@@ -305,14 +304,6 @@ def _provenance(params: TrainingParams, pref_path, parent_dir: Path, summary: di
                       "cpu_capability": torch.backends.cpu.get_cpu_capability()},
         "versions": {m.__name__: m.__version__ for m in (torch, transformers, trl, datasets, accelerate, peft)},
     }
-
-
-def _md5(path) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _as_params(params, stage: str) -> TrainingParams:
