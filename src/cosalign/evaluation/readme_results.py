@@ -19,6 +19,7 @@ from pathlib import Path
 from cosalign.core import paths
 from cosalign.core.io import write_text
 from cosalign.cosa.cosa_score import SCORES
+from cosalign.evaluation import effect
 from cosalign.evaluation.report import SCORE_HEADS, config_sets, diff_cell, model_order, score_cells
 
 START = ("<!-- expected-results: generated from reports/metrics.json by "
@@ -51,6 +52,23 @@ def render(metrics: dict, benchmark: str = "heldout") -> str:
         lines += ["", "[lo, hi]: 95% bootstrap interval, items resampled within each config. "
                   "Paired differences (same items, rates in percentage points), and what each "
                   "interval supports:", ""] + readings
+        lines += ["", "Selective behaviour (issue 20's targets against the baseline on every config set: "
+                  f"CoSA-Score >= +{effect.COSA_GAIN:.2f} with the paired interval above 0, help+unsafe <= "
+                  f"{effect.UNSAFE_RATIO_MAX:g}x, help+safe >= {effect.SAFE_RATIO_MIN:g}x, answers risk-free >= "
+                  f"{effect.ANSWERED_RATIO_MIN:g}x; `cosalign.evaluation.effect`):", ""]
+        for model in model_order(metrics):
+            baseline = next((g["vs_baseline"]["baseline"] for g in metrics[model].values()
+                             if g.get("vs_baseline")), None)
+            if baseline is None:
+                continue
+            miss = effect.missed(metrics, model, baseline)
+            widths = [f"{g.split('/')[-1]} {(v['vs_baseline']['cosa_score']['hi'] - v['vs_baseline']['cosa_score']['lo']) / 2:.3f}"
+                      for g, v in sorted(metrics[model].items()) if g.startswith(f"{benchmark}/")
+                      and v.get("vs_baseline", {}).get("cosa_score", {}).get("lo") is not None]
+            lines.append(f"- {model}: " + ("shown on every config set" if not miss else
+                                           f"not shown ({len(miss)} targets missed: "
+                                           + "; ".join(x.replace(f"{benchmark}/", "") for x in miss) + ")")
+                         + (f". Half-width of the paired CoSA-Score interval: {', '.join(widths)}." if widths else "."))
     elif not has_ci:
         lines += ["", "This metrics.json predates intervals: re-run the report stage "
                   "(`dvc repro report`) and this block (`python -m cosalign.evaluation.readme_results`)."]
