@@ -46,7 +46,7 @@ def load_budgets(path: Path = BUDGETS) -> list[dict]:
 
 
 def _dvc(*args: str, check: bool = True) -> str:
-    proc = subprocess.run(["dvc", *args], cwd=REPO, capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=REPO, capture_output=True, text=True)
     if check and proc.returncode != 0:
         raise RuntimeError(f"dvc {' '.join(args)} failed:\n{proc.stdout}{proc.stderr}")
     return proc.stdout
@@ -71,9 +71,16 @@ def _states(names: list[str]) -> dict[str, str]:
     return states
 
 
+def start_worker() -> None:
+    """`dvc queue start` leaves a worker daemon behind that holds the stdout it was given: give it
+    none, or waiting for the command's output would wait for the whole queue."""
+    subprocess.run([sys.executable, "-m", "dvc", "queue", "start", "-j", "1"], cwd=REPO, stdin=subprocess.DEVNULL,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+
+
 def run_queue(budgets: list[dict]) -> dict[str, dict]:
     names = [b["name"] for b in budgets]
-    _dvc("queue", "start", "-j", "1")
+    start_worker()
     times: dict[str, dict] = {n: {} for n in names}
     t0 = time.time()
     while True:
@@ -230,7 +237,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     budgets = load_budgets()
     if args.action == "run":
-        queue(budgets)
+        if not _states([b["name"] for b in budgets]):  # already queued: only wait for them
+            queue(budgets)
         times = run_queue(budgets)
         TIMES.parent.mkdir(exist_ok=True)
         write_json(times, TIMES)
