@@ -93,22 +93,16 @@ def render(results: list[dict]) -> str:
                 met = f"({met.strip('*')}, smoke run)"
             lines.append(f"| {r['name']}{tag} | {t['name']} | {_fmt(t['value'])} {t['unit']} | "
                          f"{t['op']} {_fmt(t['goal'])} {t['unit']} | {met} |")
-    for r in results:
-        m = r["machine"]
-        gpu = " — GPU (bench/gpu.sh)" if r["name"] in GPU_ORDER else ""
-        lines += ["", f"## {r['title']}{gpu}" + (" — quick smoke run" if r.get("quick") else ""), "",
-                  f"- Date: {m.get('date')}", f"- Machine: {_machine(m)}", f"- Command: `{r['command']}`", "",
-                  "| Figure | Value |", "|---|---|"]
-        for f in r["figures"]:
-            lines.append(f"| {f['name']} | {_fmt(f['value'])} {f['unit']}".rstrip() + " |")
-        for note in r.get("notes", []):
-            lines.append(f"\n_{note}_")
-    if not any(r["name"] == "peak" for r in results):
-        lines += ["", PENDING_MFU]
-    else:
-        lines += ["", mfu_summary({r["name"]: r for r in results})]
-    if any(r["name"] in GPU_ORDER for r in results):
-        lines += ["", gpu_summary({r["name"]: r for r in results})]
+    cpu = [r for r in results if r["name"] not in GPU_ORDER]
+    gpu = [r for r in results if r["name"] in GPU_ORDER]
+    for r in cpu:
+        lines += _section(r)
+    lines += ["", mfu_summary({r["name"]: r for r in cpu}) if any(r["name"] == "peak" for r in cpu)
+              else PENDING_MFU]
+    for r in gpu:
+        lines += _section(r, " — GPU (bench/gpu.sh)")
+    if gpu:
+        lines += ["", gpu_summary({r["name"]: r for r in gpu})]
     else:
         lines += ["", "## GPU: vLLM vs transformers generation, SFT/DPO tokens/s (bench/gpu.sh)", "",
                   "Not measured yet: no machine this project ran on had a GPU. `bash bench/gpu.sh` on one "
@@ -117,6 +111,17 @@ def render(results: list[dict]) -> str:
                   "into `bench/results/`, "
                   "`python bench/run_all.py --report-only` then adds them here."]
     return "\n".join(lines) + "\n"
+
+
+def _section(r: dict, suffix: str = "") -> list[str]:
+    """One result's heading, machine, command, figures table and notes."""
+    m = r["machine"]
+    lines = ["", f"## {r['title']}{suffix}" + (" — quick smoke run" if r.get("quick") else ""), "",
+             f"- Date: {m.get('date')}", f"- Machine: {_machine(m)}", f"- Command: `{r['command']}`", "",
+             "| Figure | Value |", "|---|---|"]
+    lines += [f"| {f['name']} | {_fmt(f['value'])} {f['unit']}".rstrip() + " |" for f in r["figures"]]
+    lines += [f"\n_{note}_" for note in r.get("notes", [])]
+    return lines
 
 
 def _fig(result: dict | None, name: str, prefix: bool = False):
