@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 
 import pytest
+import yaml
 
 import dvc_deps as D
 
@@ -122,3 +123,42 @@ def test_a_folder_the_script_names_counts_only_the_files_params_choose():
     assert D.used_files("judge_quality", stage, params)["data"] == {
         "data/judge_eval/prompts_dev.jsonl", "data/judge_eval/triples_dev.jsonl",
         "data/judge_train/prompts.jsonl", "data/prompts.parquet"}
+
+
+# -- the committed dvc.lock is the one a fresh clone reproduces --------------------------------------
+
+def _lock() -> dict:
+    return yaml.safe_load((D.REPO / "dvc.lock").read_text(encoding="utf-8"))["stages"]
+
+
+def test_lock_holds_exactly_the_stages_of_the_shipped_params():
+    """A profile switch leaves the lock entries of foreach items the new params drop (a tiny run's
+    evaluate@base_ica_5shot): they describe no stage and make the lock disagree with dvc.yaml."""
+    shipped = yaml.safe_load((D.REPO / "params.yaml").read_text(encoding="utf-8"))
+    expected = set()
+    for name, stage in STAGES.items():
+        if "foreach" in stage:  # `${section.key}` -> that mapping's keys
+            section, key = stage["foreach"].strip("${}").split(".")
+            expected |= {f"{name}@{item}" for item in shipped[section][key]}
+        else:
+            expected.add(name)
+    assert set(_lock()) == expected
+
+
+def test_folder_deps_of_stage_outputs_count_only_the_shipped_outputs():
+    """report's dep reports/eval is a folder of evaluate@MODEL outputs: its locked hash must cover
+    exactly those files (and the folder's tracked .gitignore), not a stray one a fresh clone lacks."""
+    lock = _lock()
+    outs = {o["path"]: o for entry in lock.values() for o in entry.get("outs", [])}
+    checked = 0
+    for name, entry in lock.items():
+        for dep in entry.get("deps", []):
+            inner = {p: o for p, o in outs.items() if p.startswith(dep["path"] + "/")}
+            if not inner:
+                continue
+            tracked = [t for t in D.tracked() if t.startswith(dep["path"] + "/")]
+            want_size = sum(o["size"] for o in inner.values()) + sum((D.REPO / t).stat().st_size for t in tracked)
+            assert (dep.get("nfiles"), dep["size"]) == (len(inner) + len(tracked), want_size), \
+                f"{name}: dvc.lock's {dep['path']} hashed files other than {sorted(inner)} + {tracked}"
+            checked += 1
+    assert checked, "no stage depends on a folder of other stages' outputs any more: drop this test"
