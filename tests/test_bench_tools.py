@@ -58,3 +58,15 @@ def test_gpu_script_runs_tiny_on_cpu_and_writes_its_figures(tmp_path):
     generation = json.loads((out / "generation_gpu.json").read_text())["details"]
     assert generation["batch_4"]["dtype"] == "bfloat16" and generation["batch_4"]["mfu"] > 0
     assert (out / "summary.md").read_text().strip()
+
+
+def test_every_bench_script_imports():
+    """A bench script is run on demand, not by CI: an import the library no longer offers would go
+    unnoticed until someone needs the figure (bench/category_scope.py once did)."""
+    code = ("import importlib.util, pathlib, sys\n"
+            "for path in sorted(pathlib.Path('bench').glob('*.py')):\n"
+            "    spec = importlib.util.spec_from_file_location('bench_' + path.stem, path)\n"
+            "    spec.loader.exec_module(importlib.util.module_from_spec(spec))\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=_env(REPO / ".cache" / "unused"),
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
