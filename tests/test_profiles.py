@@ -192,3 +192,54 @@ def test_replace_belongs_in_a_profile_not_in_the_base(tmp_path):
     with pytest.raises(InputError, match="belongs in a profile") as info:
         profiles.render("mine", tmp_path)
     assert info.value.path == str(tmp_path / "profiles" / "base.yaml")
+
+
+LOCK = """\
+schema: '2.0'
+stages:
+  evaluate@base_ica:
+    cmd: python stages/evaluate.py --model base_ica
+    outs:
+    - path: reports/eval/base_ica.parquet
+      hash: md5
+      md5: b5f71bbe901ee2341aa843e7ff1d0192
+      size: 51953
+  evaluate@base_ica_5shot:
+    cmd: python stages/evaluate.py --model base_ica_5shot
+    outs:
+    - path: reports/eval/base_ica_5shot.parquet
+      hash: md5
+      md5: 5be6ed571f72ded85386bbb16cff7edf
+      size: 21038
+  report:
+    cmd: python stages/report.py
+    deps:
+    - path: reports/eval
+      hash: md5
+      md5: 8c03b256e3b06e903e6c7f47c710c688.dir
+      size: 115995
+      nfiles: 5
+"""
+
+
+def test_switching_to_a_profile_that_drops_a_model_retires_its_evaluation(tmp_path):
+    """tiny -> default: base_ica_5shot's output would stay inside the report stage's folder dep and
+    its lock entry would describe no stage (a committed lock then disagreed with a fresh clone)."""
+    (tmp_path / "reports/eval").mkdir(parents=True)
+    for model in ("base_ica", "base_ica_5shot"):
+        (tmp_path / f"reports/eval/{model}.parquet").write_bytes(b"x")
+    (tmp_path / "dvc.lock").write_text(LOCK)
+    removed = profiles.retire_dropped_evaluations(load("tiny"), load("default"), tmp_path)
+    assert removed == ["reports/eval/base_ica_5shot.parquet", "dvc.lock: evaluate@base_ica_5shot"]
+    assert sorted(p.name for p in (tmp_path / "reports/eval").iterdir()) == ["base_ica.parquet"]
+    start, end = LOCK.index("  evaluate@base_ica_5shot:"), LOCK.index("  report:")
+    assert (tmp_path / "dvc.lock").read_text() == LOCK[:start] + LOCK[end:]  # the rest byte for byte
+    assert profiles.retire_dropped_evaluations(load("default"), load("default"), tmp_path) == []
+
+
+def test_switching_to_a_profile_that_adds_a_model_removes_nothing(tmp_path):
+    (tmp_path / "reports/eval").mkdir(parents=True)
+    (tmp_path / "reports/eval/base_ica.parquet").write_bytes(b"x")
+    (tmp_path / "dvc.lock").write_text(LOCK)
+    assert profiles.retire_dropped_evaluations(load("default"), load("tiny"), tmp_path) == []
+    assert (tmp_path / "dvc.lock").read_text() == LOCK

@@ -1,12 +1,15 @@
 """`cosalign profile use|show|list`: params.yaml from profiles/base.yaml + profiles/NAME.yaml.
 
 A profile file holds only what it changes; `use` merges it over the base (cosalign.core.profiles) and
-writes the complete params.yaml that DVC and the stages read.
+writes the complete params.yaml that DVC and the stages read, then removes the outputs and dvc.lock
+entries of evaluated models the new profile drops (profiles.retire_dropped_evaluations).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+
+import yaml
 
 from cosalign.core import profiles
 
@@ -31,6 +34,9 @@ def run(args) -> int:
     if args.action == "show":
         print(profiles.render(args.name), end="")
         return 0
+    previous = yaml.safe_load(PARAMS.read_text(encoding="utf-8")) if PARAMS.exists() else None
     profiles.write(args.name, PARAMS)
     print(f"params.yaml <- profiles/base.yaml + profiles/{args.name}.yaml; run `dvc repro`")
+    for what in profiles.retire_dropped_evaluations(previous, profiles.load(args.name)):
+        print(f"removed {what} (a model this profile does not evaluate; its bytes stay in the DVC cache)")
     return 0

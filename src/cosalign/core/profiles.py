@@ -218,3 +218,40 @@ def load(name: str, root: str | Path = ".") -> dict:
 def write(name: str, target: str | Path = "params.yaml", root: str | Path = ".") -> None:
     """Write profile NAME's complete params file to TARGET (atomically)."""
     write_text(render(name, root), target)
+
+
+def retire_dropped_evaluations(previous: dict | None, current: dict, root: str | Path = ".") -> list[str]:
+    """Remove what the evaluate@KEY stages of models `current` no longer evaluates left behind.
+
+    Profiles evaluate different models (tiny and paper add base_ica_5shot), and DVC keeps a dropped
+    foreach item's output and its dvc.lock entry. The output would sit inside the report stage's
+    folder dep (reports/eval), so the committed lock would hash a file a fresh clone lacks; the
+    entry describes no stage. Both go (the output's bytes stay in the DVC cache). Keys come from
+    `previous` params and from the lock's evaluate@KEY entries. Returns what was removed.
+    """
+    from cosalign.core import paths
+
+    root = Path(root)
+    keep = set((current.get("evaluate") or {}).get("models") or {})
+    dropped = set(((previous or {}).get("evaluate") or {}).get("models") or {}) - keep
+    lock_path = root / "dvc.lock"
+    lock_yaml = YAML()  # round trip in DVC's own layout (2-space sequences at offset 0, width 80)
+    lock_yaml.indent(mapping=2, sequence=2, offset=0)
+    lock = lock_yaml.load(lock_path.read_text(encoding="utf-8")) if lock_path.exists() else None
+    stages = (lock or {}).get("stages") or {}
+    stale = [s for s in stages if s.startswith("evaluate@") and s.split("@", 1)[1] not in keep]
+    dropped |= {s.split("@", 1)[1] for s in stale}
+    removed = []
+    for key in sorted(dropped):
+        out = root / paths.eval_items(key)
+        if out.exists():
+            out.unlink()
+            removed.append(paths.eval_items(key))
+    if stale:
+        for stage in stale:
+            del stages[stage]
+        text = io.StringIO()
+        lock_yaml.dump(lock, text)
+        write_text(text.getvalue(), lock_path)
+        removed += [f"dvc.lock: {s}" for s in stale]
+    return removed
