@@ -73,6 +73,7 @@ LIBRARY_PATH_USES = {
     "cosalign.evaluation.evaluate": "the preferences_path default; the stage passes paths.PREFERENCES",
     "cosalign.cli.judge_eval": "the --data default (the CLI, not a stage)",
     "cosalign.cli.eval": "the --prompts default (the CLI, not a stage)",
+    "cosalign.core.profiles": "eval_items: the outputs `profile use` retires (the CLI, not a stage)",
     "cosalign.evaluation.readme_results": "the metrics default of its own command (not a stage)",
     "cosalign.cli.publish": "paths.ALL: the artifacts it can publish (the CLI, not a stage)",
     "cosalign.registry.cards": "Artifact: the card's subject (publish, not a stage)",

@@ -25,7 +25,7 @@ from ruamel.yaml.error import YAMLError
 from ruamel.yaml.tag import Tag
 from ruamel.yaml.tokens import CommentToken
 
-from cosalign.core.io import InputError, write_text
+from cosalign.core.io import InputError, atomic_path, write_text
 
 PROFILES_DIR = Path("profiles")
 BASE = "base"
@@ -250,8 +250,7 @@ def retire_dropped_evaluations(previous: dict | None, current: dict, root: str |
     if stale:
         for stage in stale:
             del stages[stage]
-        text = io.StringIO()
-        lock_yaml.dump(lock, text)
-        write_text(text.getvalue(), lock_path)
+        with atomic_path(lock_path) as tmp:
+            lock_yaml.dump(lock, tmp)
         removed += [f"dvc.lock: {s}" for s in stale]
     return removed

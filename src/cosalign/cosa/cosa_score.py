@@ -47,6 +47,7 @@ from cosalign.cosa.taxonomy import PAPER, Taxonomy
 ROUND_DIGITS = 6
 GROUP_KEYS = ("model", "benchmark", "config_set")
 SCORES = ("cosa_score", "helpful_safe", "helpful_unsafe", "answered_risk_free")  # carry intervals
+SHARES = SCORES[1:]  # 0/1 per item: a 0% or 100% share gets a Wilson interval (cosa.intervals)
 RISK_FREE = "risk_free"  # the heldout benchmark's `situation` of a prompt whose gold risk set is empty
 BREAKDOWN_KEYS = ("configs_without_valid_items", "violations")  # lists/dicts: breakdown.json
 
@@ -210,7 +211,7 @@ def group_intervals(items: pd.DataFrame, seed: int) -> dict:
         if not values[score]:
             out[score] = {"lo": None, "hi": None}
             continue
-        iv = stratified_interval(_strata(values[score]), seed)
+        iv = stratified_interval(_strata(values[score]), seed, share=score in SHARES)
         out[score] = {"lo": _round(iv.lo), "hi": _round(iv.hi)}
     return out
 
@@ -291,7 +292,7 @@ def per_config_intervals(items: pd.DataFrame, seed: int) -> pd.DataFrame:
         values = item_values(grp)
         for score in SCORES:
             vals = [values[score][k] for k in sorted(values[score])]
-            iv = interval(vals, seed) if vals else None
+            iv = interval(vals, seed, share=score in SHARES) if vals else None
             row[score] = None if iv is None else _round(iv.value)
             row[f"{score}_lo"] = None if iv is None else _round(iv.lo)
             row[f"{score}_hi"] = None if iv is None else _round(iv.hi)

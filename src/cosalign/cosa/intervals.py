@@ -9,7 +9,13 @@ the mean over configs of each config's mean. Every config keeps its weight in ev
 A paired difference is the same computation over per-item differences (model - baseline) on the
 items both models were judged valid on, so each resample draws pairs, never items apart.
 
-A degenerate sample (every value equal) gives lo = hi = the value, never NaN.
+A degenerate sample (every value equal) gives lo = hi = the value, never NaN, with one exception:
+a share (`share=True`: values 0 or 1) that is 0% or 100% over every item gets the Wilson score
+interval of 0 or n successes in n items, [0, z^2/(n+z^2)] or [n/(n+z^2), 1]. Every bootstrap
+resample of such a sample is the same, but 46 answers out of 46 do not show a 100% answer rate:
+the zero-width interval would claim that, and any other run's 98% would fall "outside" it.
+A stratum that is constant while others vary still enters as a constant (its own sampling
+uncertainty is not counted).
 """
 
 from __future__ import annotations
@@ -39,12 +45,21 @@ class Interval:
         return {"value": round(self.value, digits), "lo": round(self.lo, digits), "hi": round(self.hi, digits)}
 
 
-def stratified_interval(strata: Sequence[Sequence[float]], seed: int) -> Interval:
+def wilson_all_or_none(value: float, n: int) -> Interval:
+    """The Wilson score interval of a share observed at 0 or 1 over n items (scipy's binomtest)."""
+    from scipy.stats import binomtest
+    ci = binomtest(int(round(value * n)), n).proportion_ci(confidence_level=CONFIDENCE, method="wilson")
+    return Interval(value, float(ci.low) if value else 0.0, float(ci.high) if not value else 1.0)
+
+
+def stratified_interval(strata: Sequence[Sequence[float]], seed: int, *, share: bool = False) -> Interval:
     """The macro mean over strata of each stratum's mean, with its 95% percentile bootstrap interval.
 
     Args:
         strata: one sequence of item values per stratum (config); empty strata are ignored.
         seed: the random state (params `evaluate.seed`), so the interval is reproducible.
+        share: the values are 0/1 outcomes (a rate); a rate of 0 or 1 over every item then gets
+            the Wilson interval instead of a zero-width one (module docstring).
     Returns:
         Interval(value, lo, hi). NaN values are rejected: an invalid item has no value to resample.
     """
@@ -60,6 +75,8 @@ def stratified_interval(strata: Sequence[Sequence[float]], seed: int) -> Interva
     varying = tuple(s for s in samples if not np.all(s == s[0]))
     constant = math.fsum(float(s[0]) for s in samples if np.all(s == s[0]))
     if not varying:  # no spread anywhere: every resample is the value
+        if share and value in (0.0, 1.0):
+            return wilson_all_or_none(value, sum(len(s) for s in samples))
         return Interval(value, value, value)
     k = len(samples)
 
@@ -74,9 +91,9 @@ def stratified_interval(strata: Sequence[Sequence[float]], seed: int) -> Interva
     return Interval(value, min(lo, value), max(hi, value))
 
 
-def interval(values: Sequence[float], seed: int) -> Interval:
+def interval(values: Sequence[float], seed: int, *, share: bool = False) -> Interval:
     """The mean of `values` with its 95% bootstrap interval (one stratum)."""
-    return stratified_interval([values], seed)
+    return stratified_interval([values], seed, share=share)
 
 
 def paired_difference(model: dict, baseline: dict, seed: int) -> tuple[Interval, int]:

@@ -49,7 +49,8 @@ def render(metrics: dict, benchmark: str = "heldout") -> str:
                                 + "; ".join(parts) + ".")
     has_ci = any("ci" in g for per in metrics.values() for g in per.values())
     if readings:
-        lines += ["", "[lo, hi]: 95% bootstrap interval, items resampled within each config. "
+        lines += ["", "[lo, hi]: 95% bootstrap interval, items resampled within each config (a rate of 0% or "
+                  "100% on every item: the Wilson interval). "
                   "Paired differences (same items, rates in percentage points), and what each "
                   "interval supports:", ""] + readings
         lines += ["", "Selective behaviour (issue 20's targets against the baseline on every config set: "

@@ -277,7 +277,7 @@ def model_metrics(name: str, metrics: dict | None, judge: str | None, judge_qual
         text += "\n\n" + quality
     if any(m.get("ci") for m in per.values()):
         text += (" [lo, hi]: 95% percentile bootstrap interval, items resampled within each "
-                 "config.")
+                 "config (a rate of 0% or 100% on every item: the Wilson interval).")
     if diffs:
         text += ("\n\nPaired differences (this model minus the baseline, on the items both were "
                  "judged valid on; rates in percentage points). Where the interval covers 0, no "
