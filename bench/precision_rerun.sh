@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The float32 side of issue 19's comparison, trained on the committed bf16 run's own pairs.
 #
-#   bash bench/precision_rerun.sh [DIR]     # DIR defaults to .cache/precision-fp32 (~50 min on 2 cores)
+#   bash bench/precision_rerun.sh [DIR]     # DIR defaults to .cache/precision-fp32 (~40 min on 2 cores)
 #   python bench/precision_compare.py --bf16 . --fp32 DIR
 #
-#   bash bench/precision_rerun.sh --bf16-eval FP32_DIR DIR      # ~7 min: FP32_DIR's models, evaluated in bf16
+#   bash bench/precision_rerun.sh --bf16-eval FP32_DIR DIR      # ~6 min: FP32_DIR's models, evaluated in bf16
 #   python bench/precision_compare.py --bf16 . --fp32 DIR --name precision_training
 #
 # Two full runs that differ only in `precision` also differ in their data: the responses stage
