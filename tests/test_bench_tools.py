@@ -70,3 +70,21 @@ def test_every_bench_script_imports():
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=_env(REPO / ".cache" / "unused"),
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_gpu_reading_is_drawn_from_the_results_and_only_where_it_holds():
+    sys.path.insert(0, str(REPO / "bench"))
+    import run_all
+
+    def results(mfu: float) -> dict:
+        machine = {"date": "2026-11-30", "gpu": "NVIDIA H200"}
+        train = {"machine": machine, "figures": [{"name": "batch size", "value": 8},
+                                                 {"name": "parameters N (6 N FLOPs per trained token)", "value": 134515008}],
+                 "targets": [{"name": "SFT MFU of project (of the bf16 peak)", "value": mfu}]}
+        gen = {"machine": machine, "figures": [{"name": "vLLM", "value": 9000.0}]}
+        return {"training_gpu": train, "generation_gpu": gen}
+
+    bound = run_all.gpu_summary(results(0.02))
+    assert "at 135M parameters and batch 8" in bound and "the NVIDIA H200 waits on launches" in bound
+    assert "MFU stays at 2% or less" in bound and "vLLM's figures are in the table above" in bound
+    assert "What limits it" not in run_all.gpu_summary(results(0.4))  # not launch-bound: no such claim
