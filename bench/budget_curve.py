@@ -231,8 +231,8 @@ def collect(budgets: list[dict]) -> list[dict]:
                         "target). Budgets and their overrides: bench/budget_curve.yaml. Data upstream of the "
                         "preferences stage is the committed default run's. The evaluate stage declares "
                         "data/preferences.parquet for every model (base_ica_5shot's demos come from it), so "
-                        "base_ica was re-evaluated in each budget (~3.5 min, identical scores), which took "
-                        "the curve over 90 minutes."])
+                        "base_ica was re-evaluated in each budget (identical scores)"
+                        + (f", which took the curve over 90 minutes ({spent:.1f})." if spent > 90 else ".")])
     return rows
 
 

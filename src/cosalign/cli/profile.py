@@ -37,6 +37,7 @@ def run(args) -> int:
     previous = yaml.safe_load(PARAMS.read_text(encoding="utf-8")) if PARAMS.exists() else None
     profiles.write(args.name, PARAMS)
     print(f"params.yaml <- profiles/base.yaml + profiles/{args.name}.yaml; run `dvc repro`")
-    for what in profiles.retire_dropped_evaluations(previous, profiles.load(args.name)):
+    current = yaml.safe_load(PARAMS.read_text(encoding="utf-8"))  # what was just written
+    for what in profiles.retire_dropped_evaluations(previous, current):
         print(f"removed {what} (a model this profile does not evaluate; its bytes stay in the DVC cache)")
     return 0
